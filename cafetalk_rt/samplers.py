@@ -1,0 +1,94 @@
+"""Samplers as plain functions (k-diffusion style), for an x0-predicting denoiser.
+
+``denoiser(x_t, t) -> x0_pred`` takes ``x_t`` (B, T, C) and an integer timestep and returns the
+guided x0 prediction of the same shape (classifier-free guidance is folded in by
+:func:`cafetalk_rt.guidance.guided_denoiser`). The functions use only arithmetic on the arrays,
+so the same code runs on numpy arrays, torch tensors and inside an exported graph. Randomness
+enters only through ``noise``.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Sequence
+
+from cafetalk_rt.schedule import NoiseSchedule
+
+Denoiser = Callable[[Any, int], Any]
+Callback = Callable[[int, int, Any], None]
+
+
+def sample_ddim(
+    denoiser: Denoiser,
+    x: Any,
+    timesteps: Sequence[int],
+    schedule: NoiseSchedule,
+    *,
+    callback: Callback | None = None,
+) -> Any:
+    """Deterministic DDIM (Song et al. 2021, Eq. 12 with σ = 0).
+
+    Args:
+        x: x_T, the initial noise (B, T, C), scaled by 1 (unit variance).
+        timesteps: K descending training timesteps (see ``inference_timesteps``).
+    Returns:
+        x0 estimate (B, T, C): the last step returns the denoiser's x0 prediction.
+    """
+    abar = schedule.alphas_cumprod
+    x0_pred = x
+    for i, t in enumerate(timesteps):
+        t = int(t)
+        x0_pred = denoiser(x, t)
+        if i == len(timesteps) - 1:
+            break
+        a_t, a_prev = float(abar[t]), float(abar[int(timesteps[i + 1])])
+        eps_pred = (x - math.sqrt(a_t) * x0_pred) * (1.0 / math.sqrt(1.0 - a_t))  # Eq. 12 ε_θ
+        x = math.sqrt(a_prev) * x0_pred + math.sqrt(1.0 - a_prev) * eps_pred
+        if callback is not None:
+            callback(i, t, x0_pred)
+    return x0_pred
+
+
+def sample_ddpm(
+    denoiser: Denoiser,
+    x: Any,
+    timesteps: Sequence[int],
+    schedule: NoiseSchedule,
+    *,
+    noise: Sequence[Any],
+    callback: Callback | None = None,
+) -> Any:
+    """Ancestral DDPM (Ho et al. 2020, Algorithm 2) over arbitrary descending timesteps,
+    using the posterior q(x_{t'} | x_t, x0) (Eq. 6–7) with x0 from the denoiser.
+
+    With all ``num_train_timesteps`` timesteps this is the paper-style reference sampler
+    (our quality reference and speed baseline: 1000 steps).
+
+    Args:
+        noise: K arrays shaped like ``x``, the fresh Gaussian noise per step (the last is
+            unused; pass it anyway so the length equals K).
+    Raises:
+        ValueError: ``len(noise) != len(timesteps)``.
+    """
+    if len(noise) != len(timesteps):
+        raise ValueError(f"need one noise array per step: {len(timesteps)} steps, {len(noise)} arrays")
+    abar = schedule.alphas_cumprod
+    x0_pred = x
+    for i, t in enumerate(timesteps):
+        t = int(t)
+        x0_pred = denoiser(x, t)
+        if i == len(timesteps) - 1:
+            break
+        a_t, a_prev = float(abar[t]), float(abar[int(timesteps[i + 1])])
+        alpha = a_t / a_prev  # product of (1 − β) between the two timesteps
+        beta = 1.0 - alpha
+        # Eq. 7: posterior mean coefficients and variance β̃
+        c0 = math.sqrt(a_prev) * beta / (1.0 - a_t)
+        ct = math.sqrt(alpha) * (1.0 - a_prev) / (1.0 - a_t)
+        var = beta * (1.0 - a_prev) / (1.0 - a_t)
+        x = c0 * x0_pred + ct * x + math.sqrt(var) * noise[i]
+        if callback is not None:
+            callback(i, t, x0_pred)
+    return x0_pred
+
+
+SAMPLERS = {"ddim": sample_ddim, "ddpm": sample_ddpm}
