@@ -1,0 +1,85 @@
+"""Frozen option and result dataclasses of the runtime (faster-whisper style)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from cafetalk_rt.blendshapes import ARKIT_NAMES
+from cafetalk_rt.emotions import check_intensity, emotion_index
+from cafetalk_rt.errors import InputError
+from cafetalk_rt.frames import check_fps
+from cafetalk_rt.samplers import SAMPLERS
+
+#: Default number of denoising steps (DDIM). Chosen from the quality-vs-steps measurement in
+#: the README ("Default model"); the paper-style reference is DDPM with 1000 steps.
+DEFAULT_NUM_INFERENCE_STEPS = 10
+
+
+@dataclass(frozen=True)
+class AnimateOptions:
+    """How to animate one clip.
+
+    Attributes:
+        emotion: coarse emotion label (see ``cafetalk_rt.emotions.EMOTIONS``; synonyms accepted).
+        intensity: emotion intensity level 1, 2 or 3.
+        seed: seeds the initial (and, for DDPM, per-step) Gaussian noise; same seed → same output.
+        num_inference_steps: K denoising steps.
+        guidance_scale: CFG scale s_c of the coarse (emotion) condition; 1.0 = no guidance.
+        audio_guidance_scale: CFG scale s_a of the audio condition; 1.0 = no guidance.
+        sampler: "ddim" (few steps) or "ddpm" (ancestral; the paper-style reference at K=1000).
+        fps: output frame rate, 25 or 30.
+    """
+
+    emotion: str = "neutral"
+    intensity: int = 2
+    seed: int = 0
+    num_inference_steps: int = DEFAULT_NUM_INFERENCE_STEPS
+    guidance_scale: float = 1.5
+    audio_guidance_scale: float = 1.0
+    sampler: str = "ddim"
+    fps: int = 25
+
+    def __post_init__(self):
+        try:
+            emotion_index(self.emotion)
+            check_intensity(self.intensity)
+            check_fps(self.fps)
+        except ValueError as e:
+            raise InputError(str(e)) from None
+        if self.sampler not in SAMPLERS:
+            raise InputError(f"unknown sampler {self.sampler!r}; use one of {', '.join(SAMPLERS)}")
+        if not isinstance(self.num_inference_steps, int) or self.num_inference_steps < 1:
+            raise InputError(f"num_inference_steps must be a positive integer, got {self.num_inference_steps!r}")
+        for name in ("guidance_scale", "audio_guidance_scale"):
+            v = getattr(self, name)
+            if not np.isfinite(v) or not 0.0 <= v <= 20.0:
+                raise InputError(f"{name} must be a number in [0, 20], got {v!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
+            raise InputError(f"seed must be a non-negative integer, got {self.seed!r}")
+
+
+@dataclass(frozen=True)
+class Animation:
+    """An animation result.
+
+    Attributes:
+        blendshapes: (T, 52) float32 in [0, 1], ARKit order (``names``).
+        fps: frames per second; T = round(duration_s * fps).
+        duration_s: length of the input audio in seconds.
+        options: the options that produced it.
+    """
+
+    blendshapes: np.ndarray
+    fps: float
+    duration_s: float
+    options: AnimateOptions
+    names: tuple[str, ...] = field(default=ARKIT_NAMES)
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.blendshapes.shape[0])
+
+    def channel(self, name: str) -> np.ndarray:
+        """(T,) curve of one ARKit channel."""
+        return self.blendshapes[:, self.names.index(name)]

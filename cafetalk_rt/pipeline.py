@@ -1,0 +1,93 @@
+"""The user-facing pipeline: audio in, :class:`~cafetalk_rt.options.Animation` out.
+
+Steps: validate/resample audio (16 kHz mono) → speech features at 50 Hz → sample the denoiser at
+its native fps (25) from seeded Gaussian noise with batched CFG → denormalise, clip to [0, 1] →
+resample to the requested fps (25 or 30) so T = round(duration_s · fps).
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from cafetalk_rt.audio import load_audio, prepare_audio
+from cafetalk_rt.emotions import emotion_index
+from cafetalk_rt.errors import InputError
+from cafetalk_rt.frames import SAMPLE_RATE, num_frames, resample_sequence
+from cafetalk_rt.options import AnimateOptions, Animation
+
+log = logging.getLogger(__name__)
+
+ASSETS = Path(__file__).resolve().parent / "assets"
+#: The trained default model shipped in the repo.
+DEFAULT_MODEL = ASSETS / "cafetalk_small.safetensors"
+#: The bundled real speech clip (CMU ARCTIC arctic_a0009, see assets/CREDITS.md).
+DEMO_CLIP = ASSETS / "arctic_a0009.wav"
+#: Longest clip one call animates; longer audio must be windowed (our speech encoder's 30 s).
+MAX_DURATION_S = 30.0
+
+
+def initial_noise(seed: int, num_frames_model: int, channels: int, num_steps: int, ddpm: bool):
+    """Seeded noise shared by every backend: x_T (1, T, C) and, for DDPM, (K, 1, T, C) per-step
+    noise. float32, from ``numpy.random.default_rng(seed)``."""
+    rng = np.random.default_rng(seed)
+    x_t = rng.standard_normal((1, num_frames_model, channels), dtype=np.float32)
+    steps = rng.standard_normal((num_steps, 1, num_frames_model, channels), dtype=np.float32) if ddpm else None
+    return x_t, steps
+
+
+class Animator:
+    """Loads a model once and animates many clips.
+
+    Args:
+        model_path: denoiser checkpoint (default: the shipped model).
+        backend: "torch" (more backends come with the exported graphs).
+        device: "cpu" or "cuda[:N]" for the torch backend.
+    Raises:
+        FileNotFoundError: the checkpoint does not exist.
+    """
+
+    def __init__(self, model_path: str | Path | None = None, *, backend: str = "torch", device: str = "cpu"):
+        from cafetalk_rt.backends import load_backend
+
+        self.model_path = Path(model_path) if model_path else DEFAULT_MODEL
+        if not self.model_path.is_file():
+            raise FileNotFoundError(f"model checkpoint not found: {self.model_path}")
+        self.backend = load_backend(backend, self.model_path, device=device)
+        self.model_fps = int(self.backend.config.fps)
+
+    def animate(self, audio: np.ndarray, options: AnimateOptions | None = None, *,
+                sample_rate: int = SAMPLE_RATE, name: str = "<array>") -> Animation:
+        """Animate one clip.
+
+        Args:
+            audio: (L,) or (L, channels) float audio at ``sample_rate`` Hz.
+        Returns:
+            Animation with blendshapes (round(duration_s · fps), 52) float32 in [0, 1].
+        Raises:
+            AudioInputError: empty, silent, non-finite or too short audio.
+            InputError: audio longer than ``MAX_DURATION_S``.
+        """
+        options = options or AnimateOptions()
+        audio = prepare_audio(audio, sample_rate, name=name)
+        duration_s = audio.shape[0] / SAMPLE_RATE
+        if duration_s > MAX_DURATION_S:
+            raise InputError(f"{name}: {duration_s:.1f} s is longer than {MAX_DURATION_S:.0f} s; split the audio into shorter files")
+        features = self.backend.encode(audio)[None]  # (1, T_a, D_a)
+        t_model = num_frames(audio.shape[0], self.model_fps)
+        x_t, step_noise = initial_noise(options.seed, t_model, 52, options.num_inference_steps,
+                                        options.sampler == "ddpm")
+        x0 = self.backend.sample(features, x_t, emotion=emotion_index(options.emotion),
+                                 intensity=options.intensity, options=options, step_noise=step_noise)[0]
+        if not np.all(np.isfinite(x0)):
+            raise RuntimeError("the model produced non-finite values; please report this with the input file")
+        blend = np.clip(x0, 0.0, 1.0).astype(np.float32)
+        t_out = num_frames(audio.shape[0], options.fps)
+        if options.fps != self.model_fps:
+            blend = np.clip(resample_sequence(blend, self.model_fps, t_out, options.fps), 0.0, 1.0)
+        return Animation(blendshapes=blend, fps=float(options.fps), duration_s=duration_s, options=options)
+
+    def animate_file(self, path: str | Path, options: AnimateOptions | None = None) -> Animation:
+        """Load an audio file (any rate/channels libsndfile reads) and animate it."""
+        return self.animate(load_audio(path), options, name=str(path))

@@ -1,0 +1,65 @@
+"""``python -m train {features,fit,evaluate}``: cache speech features, train, evaluate.
+
+The corpus itself is made by ``python -m train.corpus generate``.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+
+
+def _fit_parser(sub) -> None:
+    from train.loop import TrainConfig
+
+    p = sub.add_parser("fit", help="train a denoiser (torchrun-compatible)")
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        if f.default is dataclasses.MISSING:
+            p.add_argument(flag, required=True, type=f.type if callable(f.type) else str)
+        else:
+            p.add_argument(flag, default=f.default, type=type(f.default))
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    ap = argparse.ArgumentParser(prog="python -m train", description=__doc__)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    pf = sub.add_parser("features", help="cache speech-encoder features for a corpus")
+    pf.add_argument("--corpus", required=True)
+    pf.add_argument("--encoder", default="whisper-tiny.en")
+    pf.add_argument("--batch-size", type=int, default=16)
+    _fit_parser(sub)
+    pe = sub.add_parser("evaluate", help="held-out lip-sync metrics of a checkpoint")
+    pe.add_argument("--corpus", required=True)
+    pe.add_argument("--model", default=None, help="checkpoint (default: the shipped model)")
+    pe.add_argument("--split", default="test")
+    pe.add_argument("--num-inference-steps", type=int, nargs="+", default=[10])
+    pe.add_argument("--limit", type=int, default=64)
+    pe.add_argument("--json", default=None, help="also write the results here")
+    args = ap.parse_args(argv)
+    if args.cmd == "features":
+        from train.features import cache_features
+
+        print(f"wrote {cache_features(args.corpus, args.encoder, batch_size=args.batch_size)} feature files")
+    elif args.cmd == "fit":
+        from train.loop import TrainConfig, fit
+
+        kw = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
+        print(f"checkpoint: {fit(TrainConfig(**kw), resume=args.resume)}")
+    elif args.cmd == "evaluate":
+        from train.evaluate import evaluate
+
+        res = evaluate(args.corpus, args.model, split=args.split, steps=args.num_inference_steps, limit=args.limit)
+        print(json.dumps(res, indent=2))
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(res, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
