@@ -45,13 +45,19 @@ def _animate(args) -> int:
     from cafetalk_rt.audio import load_audio
     from cafetalk_rt.options import AnimateOptions
     from cafetalk_rt.pipeline import Animator
-    from cafetalk_rt.writers import check_output_path, save_animation
+    from cafetalk_rt.errors import InputError
+    from cafetalk_rt.writers import SUPPORTED_EXTENSIONS, check_output_path, save_animation
 
     options = AnimateOptions(emotion=args.emotion, intensity=args.intensity, seed=args.seed,
                              num_inference_steps=args.num_inference_steps, guidance_scale=args.guidance_scale,
                              audio_guidance_scale=args.audio_guidance_scale, sampler=args.sampler, fps=args.fps)
-    for out in filter(None, (args.output, args.plot)):  # fail before the slow part
-        check_output_path(out, overwrite=args.overwrite)
+    check_output_path(args.output, overwrite=args.overwrite)  # fail before the slow part
+    if Path(args.output).suffix.lower() not in SUPPORTED_EXTENSIONS:
+        raise InputError(f"unsupported output extension in {args.output!r}; use one of {', '.join(SUPPORTED_EXTENSIONS)}")
+    if args.plot:
+        if Path(args.plot).suffix.lower() != ".png":
+            raise InputError(f"--plot takes a .png path, got {args.plot!r}")
+        check_output_path(args.plot, overwrite=args.overwrite)
     audio = load_audio(args.input)
     t0 = time.perf_counter()
     animator = Animator(args.model, backend=args.backend, device=args.device)
