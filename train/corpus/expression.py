@@ -135,12 +135,13 @@ def brow_motion(energy: np.ndarray, stress_times_s: list[float], fps: float,
 
 def gaze_drift(num_frames: int, fps: float, rng: np.random.Generator) -> np.ndarray:
     """Eye-look offsets (T, 52) ≥ 0: fixations held U(0.8, 3) s with ~60 ms saccades between
-    targets h ~ N(0, 0.08) (+ = subject's right) and v ~ N(0, 0.06) (+ = up), plus tiny jitter."""
+    targets h ~ N(0, 0.08) (+ = subject's right) and v ~ N(0, 0.06) (+ = up), both clipped to
+    ±0.2, plus tiny jitter."""
     t = frame_times(num_frames, fps)
     h, v = np.zeros(num_frames), np.zeros(num_frames)
     start, prev = 0.0, np.zeros(2)
     for _ in range(64):
-        target = rng.normal(0.0, (0.08, 0.06))
+        target = np.clip(rng.normal(0.0, (0.08, 0.06)), -0.2, 0.2)
         hold = rng.uniform(0.8, 3.0)
         w = _smoothstep((t - start) / 0.06)[:, None]
         sel = t >= start

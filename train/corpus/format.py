@@ -86,7 +86,8 @@ def _validate(audio, blendshapes, fps, emotion, intensity, split, source) -> tup
 
 def write_clip(root: str | Path, clip_id: str, audio: np.ndarray, blendshapes: np.ndarray, fps: int, *,
                emotion: str, intensity: int, voice: str, sentence_id: int | None, text: str, split: str,
-               source: str, phones: list | None = None, overwrite: bool = False) -> dict:
+               source: str, phones: list | None = None, extra: dict | None = None,
+               overwrite: bool = False) -> dict:
     """Write one clip's audio and motion files; returns its manifest entry (not yet in the
     manifest: see :func:`update_manifest`).
 
@@ -94,6 +95,8 @@ def write_clip(root: str | Path, clip_id: str, audio: np.ndarray, blendshapes: n
         audio: (L,) float32 at 16 kHz, [-1, 1] (clipped when saved as PCM_16).
         blendshapes: (round(L / 16000 * fps), 52) in [0, 1], ARKit order.
         phones: optional ``[(label, start_s, end_s)]`` stored alongside the curves.
+        extra: additional JSON-serialisable manifest keys (e.g. ``sentence_ids``); they may not
+            replace the standard keys.
         overwrite: replace an existing clip (default: raise FileExistsError).
 
     Raises:
@@ -108,6 +111,11 @@ def write_clip(root: str | Path, clip_id: str, audio: np.ndarray, blendshapes: n
              "emotion": emotion, "intensity": int(intensity), "voice": voice,
              "sentence_id": None if sentence_id is None else int(sentence_id), "text": text,
              "split": split, "source": source}
+    if extra:
+        clash = set(extra) & set(MANIFEST_KEYS)
+        if clash:
+            raise ValueError(f"extra manifest keys may not replace standard keys {sorted(clash)}")
+        entry.update(extra)
     arrays = {"blendshapes": bs, "fps": np.float32(fps), "names": np.array(ARKIT_NAMES),
               "meta": np.array(json.dumps(entry))}
     if phones:

@@ -67,6 +67,11 @@ _NUMBERS = ("two", "three", "four", "five", "six", "seven", "eight", "nine", "te
             "twelve", "fifteen", "twenty", "thirty", "forty", "a hundred", "a thousand")
 
 
+#: Determiner-like "adjectives" in Faker's list that make templates ungrammatical.
+_NOT_ADJECTIVES = {"another", "every", "several", "various", "many", "much", "such", "own", "same", "other",
+                   "each", "few", "little", "less", "least", "more", "most", "next", "last", "only", "used"}
+
+
 def _clean(words) -> tuple[str, ...]:
     return tuple(sorted({w for w in words if w.isalpha() and w.islower() and len(w) > 1}))
 
@@ -81,7 +86,7 @@ def _lexicon() -> dict[str, tuple[str, ...]]:
     pos = Lorem.parts_of_speech
     names = sorted({*Person.first_names_male, *Person.first_names_female})
     return {
-        "n": _clean(pos["noun"]), "v": _clean(pos["verb"]), "a": _clean(pos["adjective"]),
+        "n": _clean(pos["noun"]), "v": _clean(pos["verb"]), "a": _clean(w for w in pos["adjective"] if w not in _NOT_ADJECTIVES),
         "r": _clean(w for w in pos["adverb"] if w not in ("not", "however")),
         "name": tuple(n for n in names if n.isalpha()), "place": tuple(sorted(Address.states)),
         "day": _DAYS, "num": _NUMBERS,

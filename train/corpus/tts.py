@@ -35,7 +35,7 @@ a gain on a peak-normalised signal (peak 0.5 × volume × jitter, capped at 0.98
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import soxr
@@ -155,7 +155,8 @@ def _speak_espeak(text: str, voice: str, p: Prosody, rng: np.random.Generator) -
     pitch = int(np.clip(rng.uniform(38, 62) + 3.0 * p.pitch_semitones, 0, 100))
     prange = int(np.clip(rng.uniform(40, 60) * p.pitch_range, 0, 100))
     audio, sr, phones = synthesize_espeak(text, voice.split(":", 1)[1], rate_wpm=rate, pitch=pitch,
-                                          pitch_range=prange, word_gap=int(rng.integers(0, 2)))
+                                          pitch_range=prange, word_gap=int(rng.integers(0, 2)),
+                                          seed=int(rng.integers(2**31)))
     return _to_16k(audio, sr), phones
 
 
@@ -181,6 +182,23 @@ def synthesize(text: str, voice: str, prosody: Prosody = Prosody(), *, seed: int
     return Speech(audio, _snap_end(phones, audio.size / SAMPLE_RATE), voice)
 
 
-def with_volume(p: Prosody, volume: float) -> Prosody:
-    """``p`` with another volume multiplier (convenience for callers that jitter loudness)."""
-    return replace(p, volume=float(volume))
+def pad_silence(speech: Speech, lead_s: float, trail_s: float) -> Speech:
+    """``speech`` with digital silence added before and after (phones shifted; the added time
+    joins the first / last pause or becomes a new ``"_"`` phone).
+
+    Raises:
+        ValueError: negative padding.
+    """
+    if lead_s < 0 or trail_s < 0:
+        raise ValueError(f"padding must be >= 0 s, got {lead_s}, {trail_s}")
+    lead, trail = int(round(lead_s * SAMPLE_RATE)), int(round(trail_s * SAMPLE_RATE))
+    audio = np.concatenate([np.zeros(lead, np.float32), speech.audio, np.zeros(trail, np.float32)])
+    shift, end = lead / SAMPLE_RATE, audio.size / SAMPLE_RATE
+    phones = [(p, s + shift, e + shift) for p, s, e in speech.phones]
+    if lead:
+        phones = ([("_", 0.0, phones[0][2])] + phones[1:] if phones[0][0] == "_"
+                  else [("_", 0.0, shift)] + phones)
+    if trail:
+        phones = (phones[:-1] + [("_", phones[-1][1], end)] if phones[-1][0] == "_"
+                  else phones + [("_", phones[-1][2], end)])
+    return Speech(audio, _snap_end(phones, end), speech.voice)

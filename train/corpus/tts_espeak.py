@@ -7,11 +7,20 @@ collects the 16-bit samples and every ``espeakEVENT_PHONEME``. Each event's ``sa
 the phoneme's first output sample, so a phone spans ``[sample_i, sample_{i+1})`` and the last one
 ends at the end of the audio. An empty phoneme name is a pause (label ``"_"``). The library keeps
 global state, so one process synthesizes one utterance at a time (a lock guards it).
+
+Determinism: espeak-ng's waveform generator keeps static state (glottal phase, flutter index,
+``rand()``) across utterances — even across ``espeak_Terminate`` / ``espeak_Initialize`` — so the
+same call gives slightly different audio (a few samples) depending on what was spoken before.
+:func:`synthesize_espeak` therefore runs each utterance in a freshly forked child process of a
+parent that never initialises espeak, after ``espeak_ng_SetRandSeed(seed)``: the same
+(text, voice, parameters, seed) always gives the same samples (~10 ms overhead; POSIX ``fork``).
 """
 from __future__ import annotations
 
 import ctypes
 import logging
+import os
+import pickle
 import threading
 
 import numpy as np
@@ -59,6 +68,7 @@ class _Engine:
         self._events: list[tuple[int, str]] = []
         self._callback = _CALLBACK(self._on_synth)  # keep a reference: C holds the pointer
         self.lib.espeak_SetSynthCallback(self._callback)
+        self.lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
         self.lock = threading.Lock()
 
     def _on_synth(self, wav, num_samples, events) -> int:
@@ -73,10 +83,11 @@ class _Engine:
         return 0
 
     def synth(self, text: str, voice: str, *, rate_wpm: int, pitch: int, pitch_range: int,
-              word_gap: int) -> tuple[np.ndarray, int, list[tuple[int, str]]]:
+              word_gap: int, seed: int = 0) -> tuple[np.ndarray, int, list[tuple[int, str]]]:
         """Synthesize ``text``; returns (int16 samples, sample rate, [(start sample, IPA)])."""
         with self.lock:
             self._chunks, self._events = [], []
+            self.lib.espeak_ng_SetRandSeed(int(seed) % (2**31))
             if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
                 raise ValueError(f"espeak-ng has no voice {voice!r}")
             for param, value in ((_RATE, rate_wpm), (_PITCH, pitch), (_RANGE, pitch_range),
@@ -127,14 +138,52 @@ def events_to_phones(events: list[tuple[int, str]], num_samples: int, sample_rat
     return phones
 
 
+def _in_fresh_process(fn, *args, **kwargs):
+    """Run ``fn(*args, **kwargs)`` in a forked child and return its (picklable) result."""
+    if _ENGINE is not None:
+        raise RuntimeError("espeak was initialised in this process; fresh-process synthesis needs a clean parent")
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        code = 0
+        try:
+            os.close(rfd)
+            try:
+                payload = pickle.dumps((True, fn(*args, **kwargs)))
+            except BaseException as e:  # report any failure to the parent
+                payload = pickle.dumps((False, f"{type(e).__name__}: {e}"))
+            with os.fdopen(wfd, "wb") as f:
+                f.write(payload)
+        except BaseException:
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(wfd)
+    with os.fdopen(rfd, "rb") as f:
+        data = f.read()
+    os.waitpid(pid, 0)
+    if not data:
+        raise RuntimeError("espeak child process died without a result")
+    ok, result = pickle.loads(data)
+    if not ok:
+        raise RuntimeError(f"espeak synthesis failed: {result}")
+    return result
+
+
+def _synth_child(text, voice, kwargs):
+    audio16, sr, events = engine().synth(text, voice, **kwargs)
+    return audio16.tobytes(), sr, events
+
+
 def synthesize_espeak(text: str, voice: str, *, rate_wpm: int, pitch: int, pitch_range: int,
-                      word_gap: int = 0) -> tuple[np.ndarray, int, list[tuple[str, float, float]]]:
+                      word_gap: int = 0, seed: int = 0) -> tuple[np.ndarray, int, list[tuple[str, float, float]]]:
     """Speak ``text`` with espeak-ng ``voice`` (e.g. ``"en-gb-x-rp+f3"``).
 
     Args:
         rate_wpm: speaking rate in words per minute (80–450; default voice rate 175).
         pitch, pitch_range: espeak base pitch and pitch range, 0–100 (defaults 50, 50).
         word_gap: extra pause between words in units of 10 ms.
+        seed: espeak's ``rand()`` seed (runs in a fresh process: see the module docstring).
 
     Returns:
         (audio float32 (L,) in [-1, 1] at the engine's native rate, that rate in Hz,
@@ -143,8 +192,9 @@ def synthesize_espeak(text: str, voice: str, *, rate_wpm: int, pitch: int, pitch
     Raises:
         ValueError: unknown voice; RuntimeError: the engine failed or produced no audio.
     """
-    audio16, sr, events = engine().synth(text, voice, rate_wpm=rate_wpm, pitch=pitch,
-                                         pitch_range=pitch_range, word_gap=word_gap)
+    kwargs = dict(rate_wpm=rate_wpm, pitch=pitch, pitch_range=pitch_range, word_gap=word_gap, seed=seed)
+    raw, sr, events = _in_fresh_process(_synth_child, text, voice, kwargs)
+    audio16 = np.frombuffer(raw, np.int16)
     if audio16.size == 0:
         raise RuntimeError(f"espeak-ng produced no audio for {text!r} ({voice})")
     phones = events_to_phones(events, audio16.size, sr)
