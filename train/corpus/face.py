@@ -5,7 +5,8 @@ Speech (lower face), via ``openfacefx`` 0.24:
 1. phones → ARPAbet ``PhonemeSegment`` s (``train.corpus.ipa`` for engine IPA labels);
 2. ``openfacefx.build_viseme_curves`` with JALI co-articulation (``CoartParams(jali=True)``:
    Cohen–Massaro dominance blend, bilabial / labiodental closure floors, sibilant jaw cap, short
-   pauses absorbed) sampled at the frame centres ``(i + 0.5) / fps`` (the first segment is
+   pauses absorbed, lip-heavy anticipation; all JALI rules but ``short_no_jaw``, see
+   :data:`JALI_RULES`) sampled at the frame centres ``(i + 0.5) / fps`` (the first segment is
    started half a frame late so the library's grid ``t0 + k / fps`` lands on the centres);
 3. the library's ARKit retarget preset ``openfacefx.PRESETS["arkit"]`` applied to the dense
    viseme matrix (the same weighted sum + clamp as ``openfacefx.retarget`` but without keyframe
@@ -31,6 +32,12 @@ from cafetalk_rt.blendshapes import ARKIT_NAMES, INDEX, MOUTH_IDX, NUM_BLENDSHAP
 from cafetalk_rt.frames import SAMPLE_RATE, check_fps, num_frames as _num_frames
 from train.corpus import expression
 from train.corpus.ipa import SILENCE_LABELS, to_arpabet
+
+#: JALI rules used: all of ``openfacefx.coart_jali.RULE_IDS`` except ``short_no_jaw``, which holds
+#: the jaw open through short obstruents *after* the closure floor and so keeps it at vowel height
+#: on quick /p b m/ (lips sealed by ``mouthClose`` alone); our targets want the jaw to close.
+JALI_RULES = ("bilabial_close", "labiodental_teeth", "sibilant_jaw", "nonnasal_lip_open",
+              "duplicated_merge", "lip_heavy", "tongue_no_lip", "wordfinal_lip")
 
 #: Added to the library preset (see the module docstring).
 _EXTRA_TARGETS = {"PP": (("mouthClose", 0.3),)}
@@ -96,7 +103,7 @@ def viseme_curves(phones: list, duration_s: float, fps: int, alphabet: str = "ip
     if not segs:
         return np.eye(15)[[0] * n]
     segs[0] = PhonemeSegment(segs[0].phoneme, half, segs[0].end)
-    _, matrix = build_viseme_curves(segs, fps=fps, params=CoartParams(jali=True))
+    _, matrix = build_viseme_curves(segs, fps=fps, params=CoartParams(jali=True, jali_rules=JALI_RULES))
     if matrix.shape[0] < n:
         matrix = np.concatenate([matrix, np.repeat(matrix[-1:], n - matrix.shape[0], 0)])
     return matrix[:n]

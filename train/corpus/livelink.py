@@ -12,6 +12,8 @@ The capture rate is ``1 / median(Δt)``; rows with irregular spacing (dropped fr
 interpolated onto a uniform grid at that rate. With ``capture_fps`` given, timecodes are ignored
 and rows are taken as uniformly spaced at that rate.
 
+A row stamped ``t`` is taken as the video frame that starts at ``t`` and lasts ``1 / R`` (its
+pose is centred at ``t + 0.5 / R``), the frame-centre convention of ``cafetalk_rt.frames``.
 Curves are then resampled to the training fps (25 or 30) with
 ``cafetalk_rt.frames.resample_sequence``; audio of any rate / channel count is read with
 ``cafetalk_rt.audio.load_audio`` (mono, soxr HQ to 16 kHz). The audio is the master clock: the
@@ -89,7 +91,7 @@ def _uniform(values: np.ndarray, times: np.ndarray, path: Path) -> tuple[np.ndar
     near = [r for r in TIMECODE_RATES if abs(fps - r) / r < 0.02]
     fps = float(near[0]) if near else fps
     if dt.max() > 1.5 / fps:
-        grid = np.arange(int(np.floor(times[-1] * fps)) + 1) / fps
+        grid = np.arange(int(round(times[-1] * fps)) + 1) / fps
         values = np.stack([np.interp(grid, times, values[:, c]) for c in range(values.shape[1])], 1)
         log.info("%s: irregular timecodes (max gap %.3f s); interpolated to %g fps", path, dt.max(), fps)
     return values.astype(np.float32), fps
