@@ -24,7 +24,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--workers", type=int, default=2, help="worker processes")
     g.add_argument("--fps", type=int, default=25, choices=(25, 30))
-    g.add_argument("--piper-share", type=float, default=0.35, help="fraction of clips spoken by Piper")
+    g.add_argument("--piper-share", type=float, default=0.5, help="fraction of clips spoken by Piper")
     li = sub.add_parser("import-livelink", help="add a Live Link Face capture (CSV + audio) to a corpus")
     li.add_argument("csv")
     li.add_argument("wav")

@@ -70,7 +70,7 @@ class GenerateOptions:
     seed: int = 0
     workers: int = 2
     fps: int = 25
-    piper_share: float = 0.35
+    piper_share: float = 0.5
     min_clip_s: float = 2.0
     max_clip_s: float = 9.0
 
