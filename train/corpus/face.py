@@ -31,7 +31,7 @@ import numpy as np
 from cafetalk_rt.blendshapes import ARKIT_NAMES, INDEX, MOUTH_IDX, NUM_BLENDSHAPES
 from cafetalk_rt.frames import SAMPLE_RATE, check_fps, num_frames as _num_frames
 from train.corpus import expression
-from train.corpus.ipa import SILENCE_LABELS, to_arpabet
+from train.corpus.ipa import SILENCE_LABELS, arpabet_phone, to_arpabet
 
 #: JALI rules used: all of ``openfacefx.coart_jali.RULE_IDS`` except ``short_no_jaw``, which holds
 #: the jaw open through short obstruents *after* the closure floor and so keeps it at vowel height
@@ -48,7 +48,8 @@ def phones_to_segments(phones: list, alphabet: str = "ipa") -> list:
 
     Args:
         alphabet: ``"ipa"`` (engine labels, ``"_"`` = pause) or ``"arpabet"`` (e.g. HTK labs;
-            ``sil``/``pau``/``h#`` = silence; case-insensitive).
+            ``sil``/``pau``/``h#`` = silence; case-insensitive; TIMIT/ARCTIC extras such as
+            ``ax`` map through ``ipa.ARPABET_ALIASES``).
 
     Raises:
         ValueError: unknown alphabet, no phones, or times that go backwards.
@@ -64,7 +65,7 @@ def phones_to_segments(phones: list, alphabet: str = "ipa") -> list:
         if end < start - 1e-9:
             raise ValueError(f"phone {label!r} ends ({end}) before it starts ({start})")
         if alphabet == "arpabet":
-            arpa = [] if label.lower() in SILENCE_LABELS else [label.upper()]
+            arpa = arpabet_phone(label)
         else:
             arpa = to_arpabet(label)
         if not arpa and label not in SILENCE_LABELS and segs:  # stray modifier: hold previous

@@ -20,9 +20,23 @@ from functools import lru_cache
 
 log = logging.getLogger(__name__)
 
-SILENCE_LABELS = frozenset({"_", "sil", "sp", "spn", "pau", "^", "$", "h#", ""})
+SILENCE_LABELS = frozenset({"_", "sil", "sp", "spn", "pau", "^", "$", "h#", "#", "epi", ""})
 _ALIASES = {"ᵻ": "ɪ"}
 _STRIP = {"ː", "ˑ", "ʰ", "ʲ", "ʷ", "'", ":", "ˈ", "ˌ"}
+
+
+#: Extended-ARPAbet labels (TIMIT / CMU ARCTIC) → the 39-phone set openfacefx knows.
+ARPABET_ALIASES = {"AX": "AH", "AXR": "ER", "IX": "IH", "UX": "UW", "DX": "T", "NX": "N",
+                   "EL": "L", "EM": "M", "EN": "N", "AXH": "AH", "HV": "HH"}
+
+
+def arpabet_phone(label: str) -> list[str]:
+    """One ARPAbet label (any case, optional stress digit) → ``[ARPAbet]``, ``[]`` for silence."""
+    if label.lower() in SILENCE_LABELS:
+        return []
+    digit = label[-1] if label[-1:].isdigit() else ""
+    base = label.upper().rstrip("012")
+    return [ARPABET_ALIASES.get(base, base) + digit]
 
 
 def normalize(label: str) -> str:
