@@ -139,10 +139,11 @@ class WhisperSpeechEncoder(nn.Module):
     def encode_batch(self, audios: list[np.ndarray]) -> list[torch.Tensor]:
         """Clips of any lengths (≤ 30 s, 16 kHz) → list of (num_feature_frames(L), D) tensors.
 
-        Each clip's mel has exactly 2 · num_feature_frames(L) frames (``log_mel(audio, n)``: one
-        frame more than Whisper's L // 160 when L mod 320 is in (0, 160) or ≥ 160 — that frame
-        reads the zeros Whisper's padding would put there), so T_a == num_feature_frames(L).
-        The batch is zero-padded to its longest clip and padded frames are masked out.
+        Each clip's mel has exactly 2 · num_feature_frames(L) frames, i.e. Whisper's L // 160
+        plus 0–2 frames at the clip's end (for L mod 320 = 0, ≥ 160, in (0, 160)); they read the
+        zeros Whisper's 30 s padding would put there, so every mel frame equals Whisper's and
+        T_a == num_feature_frames(L). The batch is zero-padded to its longest clip and the padded
+        frames are masked out of attention.
         """
         n_a = [num_feature_frames(len(a)) for a in audios]
         if max(n_a) > MAX_FEATURE_FRAMES:
