@@ -46,13 +46,26 @@ def test_no_nan_on_odd_audio(animator):
         assert np.isfinite(anim.blendshapes).all()
 
 
+PAD_S = 0.6
+
+
+@pytest.fixture(scope="module")
+def padded_phones():
+    """Phone labels of the demo clip shifted by the room-tone padding (see ``demo_anim``)."""
+    phones = [(p, s + PAD_S, e + PAD_S) for p, s, e in read_phone_lab(LAB)]
+    return [("sil", 0.0, PAD_S)] + phones + [("sil", phones[-1][2], phones[-1][2] + PAD_S)]
+
+
 @pytest.fixture(scope="module")
 def demo_anim(animator, demo_audio):
-    return animator.animate(demo_audio, AnimateOptions(emotion="neutral"))
+    """The real clip with 0.6 s of its own leading room tone (first 0.1 s, tiled) added at both
+    ends, so there is silence far from speech in which the mouth must rest."""
+    tone = np.tile(demo_audio[:1600], 6)
+    return animator.animate(np.concatenate([tone, demo_audio, tone]), AnimateOptions(emotion="neutral"))
 
 
-def test_mouth_opens_on_vowels_rests_in_silence(demo_anim):
-    phones = read_phone_lab(LAB)
+def test_mouth_opens_on_vowels_rests_in_silence(demo_anim, padded_phones):
+    phones = padded_phones
     n = demo_anim.num_frames
     vowel = _phone_mask(phones, 25, n, VOWELS)
     # rest = silence at least 100 ms away from speech (lips anticipate and trail speech)
@@ -62,9 +75,9 @@ def test_mouth_opens_on_vowels_rests_in_silence(demo_anim):
     assert jaw[vowel].mean() > 2.0 * jaw[silence].mean() and jaw[vowel].mean() - jaw[silence].mean() > 0.08
 
 
-def test_lips_close_on_bilabials(demo_anim):
+def test_lips_close_on_bilabials(demo_anim, padded_phones):
     """At each /p b m/ the jaw is less open than at the vowels around it."""
-    phones = read_phone_lab(LAB)
+    phones = padded_phones
     jaw = _openness(demo_anim)
     t = frame_times(demo_anim.num_frames, 25)
     checked = 0
