@@ -3,6 +3,7 @@ calls the library; it holds no maths."""
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 import time
@@ -39,6 +40,7 @@ def _animate_parser(sub) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--plot", default=None, metavar="PNG", help="also draw waveform + main curves")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.set_defaults(func=_animate)
 
 
 def _animate(args) -> int:
@@ -79,20 +81,25 @@ def _animate(args) -> int:
     return 0
 
 
+#: Modules that add a subcommand: each has ``register(sub)`` which calls ``sub.add_parser(...)``
+#: and ``set_defaults(func=run)`` with ``run(args) -> int``.
+SUBCOMMAND_MODULES: tuple[str, ...] = ()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``cafetalk-rt`` console script; returns the exit status."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     ap = argparse.ArgumentParser(prog="cafetalk-rt", description="Fast Cafe-Talk speech-to-face animation")
     sub = ap.add_subparsers(dest="cmd", required=True)
     _animate_parser(sub)
+    for module in SUBCOMMAND_MODULES:
+        importlib.import_module(module).register(sub)
     args = ap.parse_args(argv)
     try:
-        if args.cmd == "animate":
-            return _animate(args)
+        return int(args.func(args))
     except (CafeTalkError, FileNotFoundError, FileExistsError, ValueError) as e:
         print(f"cafetalk-rt: error: {e}", file=sys.stderr)
         return 2
-    return 1
 
 
 if __name__ == "__main__":
