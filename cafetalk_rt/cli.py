@@ -12,6 +12,7 @@ from pathlib import Path
 from cafetalk_rt.emotions import EMOTIONS
 from cafetalk_rt.errors import CafeTalkError
 from cafetalk_rt.frames import SUPPORTED_FPS
+from cafetalk_rt.samplers import SAMPLERS
 
 log = logging.getLogger("cafetalk_rt")
 
@@ -33,7 +34,8 @@ def _animate_parser(sub) -> None:
                    help="CFG scale of the emotion condition (1 = off)")
     p.add_argument("--audio-guidance-scale", type=float, default=d.audio_guidance_scale,
                    help="CFG scale of the audio condition (1 = off)")
-    p.add_argument("--sampler", default=d.sampler, choices=("ddim", "ddpm"))
+    p.add_argument("--sampler", default=d.sampler, choices=tuple(SAMPLERS),
+                   help="ddim or dpmpp_2m (few steps), ddpm (ancestral; 1000 steps = the paper-style reference)")
     p.add_argument("--fps", type=int, default=d.fps, choices=SUPPORTED_FPS)
     p.add_argument("--model", default=None, help="denoiser checkpoint (default: the shipped model)")
     p.add_argument("--backend", default="torch")

@@ -27,7 +27,8 @@ class AnimateOptions:
         num_inference_steps: K denoising steps.
         guidance_scale: CFG scale s_c of the coarse (emotion) condition; 1.0 = no guidance.
         audio_guidance_scale: CFG scale s_a of the audio condition; 1.0 = no guidance.
-        sampler: "ddim" (few steps) or "ddpm" (ancestral; the paper-style reference at K=1000).
+        sampler: "ddim" or "dpmpp_2m" (few steps) or "ddpm" (ancestral; the paper-style
+            reference at K=1000).
         fps: output frame rate, 25 or 30.
     """
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from cafetalk_rt.guidance import combine, guided_denoiser, num_branches
-from cafetalk_rt.samplers import sample_ddim, sample_ddpm
+from cafetalk_rt.samplers import sample_ddim, sample_ddpm, sample_dpmpp_2m
 from cafetalk_rt.schedule import inference_timesteps, make_schedule
 
 SCHED = make_schedule("linear", 1000)
@@ -108,3 +108,46 @@ def test_guided_denoiser_batches_branches_in_one_call():
     den = guided_denoiser(batched, 2, 1.0, 2.0, repeat=lambda x, n: np.concatenate([x] * n))
     den(np.zeros((2, 4, 3)), 10)
     assert calls == [6]
+
+
+def _exact_ode_x0(x_t, t_start, t_end, sigma, mean=0.0):
+    """Closed-form probability-flow ODE for data ~ N(mean, σ²): x_t − α_t μ scales with the
+    marginal std s_t = √(α_t² σ² + σ_t²); returns the exact denoiser's x0 at ``t_end``."""
+    abar = SCHED.alphas_cumprod
+    s = lambda t: np.sqrt(abar[t] * sigma**2 + 1 - abar[t])  # noqa: E731
+    x_end = np.sqrt(abar[t_end]) * mean + (s(t_end) / s(t_start)) * (x_t - np.sqrt(abar[t_start]) * mean)
+    return gaussian_x0_denoiser(sigma, mean)(x_end, t_end)
+
+
+@pytest.mark.parametrize("k, factor", [(4, 0.9), (10, 0.5)])
+def test_dpmpp_2m_is_closer_to_the_exact_ode_than_ddim(k, factor):
+    """Second order pays off more as K grows (error ∝ h² vs h)."""
+    sigma, mean = 0.3, 0.2
+    x = np.random.default_rng(1).standard_normal((4, 64, 3))
+    steps = inference_timesteps(k)
+    exact = _exact_ode_x0(x, int(steps[0]), int(steps[-1]), sigma, mean)
+    den = gaussian_x0_denoiser(sigma, mean)
+    err_ddim = np.abs(sample_ddim(den, x, steps, SCHED) - exact).max()
+    err_dpm = np.abs(sample_dpmpp_2m(den, x, steps, SCHED) - exact).max()
+    assert err_dpm < factor * err_ddim, (err_dpm, err_ddim)
+
+
+def test_dpmpp_2m_first_step_is_ddim_and_fixed_point():
+    den = gaussian_x0_denoiser(0.5)
+    x = np.random.default_rng(2).standard_normal((1, 8, 2))
+    for k in (1, 2):  # one update at most: the first-order step equals DDIM
+        steps = inference_timesteps(k)
+        np.testing.assert_allclose(sample_dpmpp_2m(den, x, steps, SCHED), sample_ddim(den, x, steps, SCHED), rtol=1e-12)
+    target = np.full((2, 5, 3), 0.7)
+    np.testing.assert_allclose(sample_dpmpp_2m(lambda x, t: target, np.ones_like(target), inference_timesteps(8), SCHED), target)
+
+
+def test_dpmpp_2m_numeric_pin():
+    rng = np.random.default_rng(42)
+    x = rng.standard_normal((1, 3, 2))
+    out = sample_dpmpp_2m(lambda x, t: 0.5 * np.tanh(x) + 0.01 * t / 1000, x, inference_timesteps(4), SCHED)
+    np.testing.assert_allclose(out.ravel(), PIN_DPMPP, rtol=1e-6, atol=1e-8)
+
+
+PIN_DPMPP = [0.1619604409990211, -0.37886093637834145, 0.32377506927817684,
+             0.3672325755285406, -0.46454581566495146, -0.41597504624567105]

@@ -7,7 +7,7 @@ import torch
 
 from cafetalk_rt import guidance
 from cafetalk_rt.nn.checkpoint import load_denoiser
-from cafetalk_rt.samplers import sample_ddim, sample_ddpm
+from cafetalk_rt.samplers import SAMPLERS, sample_ddpm
 from cafetalk_rt.schedule import inference_timesteps, make_schedule
 
 
@@ -62,5 +62,5 @@ class TorchBackend:
             steps = [torch.from_numpy(z).to(dev) for z in step_noise]
             x0 = sample_ddpm(denoise, x, timesteps, self.schedule, noise=steps)
         else:
-            x0 = sample_ddim(denoise, x, timesteps, self.schedule)
+            x0 = SAMPLERS[options.sampler](denoise, x, timesteps, self.schedule)
         return self.model.denormalize(x0).float().cpu().numpy()
