@@ -39,6 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     pe.add_argument("--split", default="test")
     pe.add_argument("--num-inference-steps", type=int, nargs="+", default=[10])
     pe.add_argument("--limit", type=int, default=64)
+    pe.add_argument("--samplers", nargs="+", default=["ddim"], help="ddim, dpmpp_2m, ddpm")
+    pe.add_argument("--guidance-scale", type=float, default=1.5)
+    pe.add_argument("--reference", action="store_true", help="also compare with DDPM-1000 (slow)")
+    pe.add_argument("--with-demo-clip", action="store_true",
+                    help="add the bundled real clip (scored against the reference only)")
     pe.add_argument("--json", default=None, help="also write the results here")
     args = ap.parse_args(argv)
     if args.cmd == "features":
@@ -53,7 +58,15 @@ def main(argv: list[str] | None = None) -> int:
     elif args.cmd == "evaluate":
         from train.evaluate import evaluate
 
-        res = evaluate(args.corpus, args.model, split=args.split, steps=args.num_inference_steps, limit=args.limit)
+        extra = None
+        if args.with_demo_clip:
+            from cafetalk_rt.audio import load_audio
+            from cafetalk_rt.pipeline import DEMO_CLIP
+
+            extra = {DEMO_CLIP.name: load_audio(DEMO_CLIP)}
+        res = evaluate(args.corpus, args.model, split=args.split, steps=args.num_inference_steps, limit=args.limit,
+                       samplers=args.samplers, guidance_scale=args.guidance_scale, reference=args.reference,
+                       extra_audio=extra)
         print(json.dumps(res, indent=2))
         if args.json:
             with open(args.json, "w") as f:
