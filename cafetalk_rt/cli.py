@@ -41,7 +41,12 @@ def _animate_parser(sub) -> None:
     p.add_argument("--backend", default="torch")
     p.add_argument("--device", default="cpu")
     p.add_argument("--plot", default=None, metavar="PNG", help="also draw waveform + main curves")
+    p.add_argument("--preview", default=None, metavar="OUT.mp4|OUT.html",
+                   help="also write a face preview with the speech (as `cafetalk-rt preview`)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    from cafetalk_rt.cli_preview import add_preview_options
+
+    add_preview_options(p)
     p.set_defaults(func=_animate)
 
 
@@ -62,6 +67,12 @@ def _animate(args) -> int:
         if Path(args.plot).suffix.lower() != ".png":
             raise InputError(f"--plot takes a .png path, got {args.plot!r}")
         check_output_path(args.plot, overwrite=args.overwrite)
+    if args.preview:
+        from cafetalk_rt.cli_preview import options_from_args
+        from cafetalk_rt.preview.render import check_preview_path
+
+        check_preview_path(args.preview, overwrite=args.overwrite)
+        preview_options = options_from_args(args)
     audio = load_audio(args.input)
     t0 = time.perf_counter()
     animator = Animator(args.model, backend=args.backend, device=args.device)
@@ -80,12 +91,18 @@ def _animate(args) -> int:
 
         plot_animation(args.plot, audio, anim.blendshapes, anim.fps, title=Path(args.input).name, overwrite=args.overwrite)
         print(f"{args.plot}: plot written")
+    if args.preview:
+        from cafetalk_rt.cli_preview import print_result
+        from cafetalk_rt.preview.render import render_preview
+
+        print_result(render_preview(args.preview, audio, anim.blendshapes, anim.fps, label=Path(args.output).name,
+                                    options=preview_options, overwrite=args.overwrite, audio_name=str(args.input)))
     return 0
 
 
 #: Modules that add a subcommand: each has ``register(sub)`` which calls ``sub.add_parser(...)``
 #: and ``set_defaults(func=run)`` with ``run(args) -> int``.
-SUBCOMMAND_MODULES: tuple[str, ...] = ()
+SUBCOMMAND_MODULES: tuple[str, ...] = ("cafetalk_rt.cli_preview",)
 
 
 def main(argv: list[str] | None = None) -> int:

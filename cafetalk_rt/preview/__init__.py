@@ -1,0 +1,9 @@
+"""Preview an animation: a face video with sound (``.mp4``) or a self-contained browser page
+(``.html``). Entry point: ``render_preview``; the heavy modules load on first use."""
+from __future__ import annotations
+
+from cafetalk_rt.errors import CafeTalkError
+
+
+class MissingDependencyError(CafeTalkError, ImportError):
+    """An optional package (PyAV, Pillow) needed by the chosen preview is not installed."""
