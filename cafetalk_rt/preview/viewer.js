@@ -28,7 +28,7 @@
   function pose(w) {
     var p = Float32Array.from(rig.base), u = rig.unit;
     rig.deltas.forEach(function (e) {
-      var wc = w[e[0]] / u, idx = e[1], d = e[2];
+      var wc = w[e[0]], idx = e[1], d = e[2];
       if (wc === 0) return;
       for (var k = 0; k < idx.length; k++) {
         p[2 * idx[k]] += wc * d[2 * k];
