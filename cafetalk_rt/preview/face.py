@@ -4,8 +4,8 @@ vector.
 Speed: the static shapes (background, hair, neck, ears) are drawn once; every frame copies
 that image and draws the ~50 moving shapes as Pillow polygons/lines/ellipses (C loops, no
 per-pixel Python), supersampled ``supersample``× and box-reduced for anti-aliased edges.
-All frames' points come from one matmul (``Rig.pose``). About 1-2 ms a frame at 320 px on
-one core.
+All frames' points come from one matmul (``Rig.pose``). Measured on one (shared) core:
+150-220 frames/s at 256-384 px with supersample=2, 320-360 frames/s with 1.
 """
 from __future__ import annotations
 

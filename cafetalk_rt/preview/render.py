@@ -9,6 +9,7 @@ main animation's frames when its fps differs, and held/cut to the same frame cou
 from __future__ import annotations
 
 import logging
+import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,7 +99,7 @@ def match_audio(audio: np.ndarray, num_frames: int, fps: float, *, audio_name: s
             f"{audio_name} lasts {audio_s:.2f} s but {animation_name} lasts {anim_s:.2f} s "
             f"({num_frames} frames at {fps:g} fps): they differ by {abs(anim_s - audio_s):.2f} s, "
             f"more than the {DURATION_TOL_S:g} s allowed. Pass the speech the animation was made "
-            f"from, or make the animation from this audio: cafetalk-rt animate {audio_name} -o ANIM.npz")
+            f"from, or make the animation from this audio: cafetalk-rt animate {shlex.quote(audio_name)} -o ANIM.npz")
     n = int(round(anim_s * SAMPLE_RATE))
     return np.pad(audio[:n], (0, max(0, n - len(audio))))
 

@@ -112,8 +112,11 @@ class RigBuilder:
         return idx
 
     def move(self, channel: str, idx: np.ndarray, dx=0.0, dy=0.0) -> None:
-        d = np.stack(np.broadcast_arrays(np.asarray(dx, float), np.asarray(dy, float), np.zeros(len(idx))), -1)
-        self.moves.append((INDEX[channel], np.asarray(idx), d[:, :2]))
+        """Displace points ``idx`` by (``dx``, ``dy``) face units (scalars or per-point arrays)
+        at ``channel`` weight 1; several moves of one channel add up."""
+        n = len(idx)
+        d = np.stack([np.broadcast_to(np.asarray(dx, float), (n,)), np.broadcast_to(np.asarray(dy, float), (n,))], -1)
+        self.moves.append((INDEX[channel], np.asarray(idx), d))
 
     def copy_moves(self, src: int, idx: np.ndarray, scale: float = 1.0) -> None:
         """Give the points ``idx`` the displacement of point ``src`` (attached marks)."""
