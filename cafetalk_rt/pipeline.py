@@ -3,6 +3,10 @@
 Steps: validate/resample audio (16 kHz mono) → speech features at 50 Hz → sample the denoiser at
 its native fps (25) from seeded Gaussian noise with batched CFG → denormalise, clip to [0, 1] →
 resample to the requested fps (25 or 30) so T = round(duration_s · fps).
+
+Clips longer than one window (``WindowOptions.window_s``, 10 s) are cut into overlapping
+windows that are denoised in batches and crossfaded (:mod:`cafetalk_rt.longform`); there is no
+length limit and memory stays bounded (audio + output + one batch of windows).
 """
 from __future__ import annotations
 
@@ -13,9 +17,10 @@ import numpy as np
 
 from cafetalk_rt.audio import load_audio, prepare_audio
 from cafetalk_rt.emotions import emotion_index
-from cafetalk_rt.errors import InputError
 from cafetalk_rt.frames import SAMPLE_RATE, num_frames, resample_sequence
+from cafetalk_rt.longform import animate_windows
 from cafetalk_rt.options import AnimateOptions, Animation
+from cafetalk_rt.windows import WindowOptions, plan_windows
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +29,8 @@ ASSETS = Path(__file__).resolve().parent / "assets"
 DEFAULT_MODEL = ASSETS / "cafetalk_small.safetensors"
 #: The bundled real speech clip (CMU ARCTIC arctic_a0009, see assets/CREDITS.md).
 DEMO_CLIP = ASSETS / "arctic_a0009.wav"
-#: Longest clip one call animates; longer audio must be windowed (our speech encoder's 30 s).
-MAX_DURATION_S = 30.0
+# No MAX_DURATION_S any more: audio longer than one window is windowed (see module doc); the
+# 30 s speech-encoder limit now bounds window_s + 2 · context_s (cafetalk_rt.windows).
 
 
 def initial_noise(seed: int, num_frames_model: int, channels: int, num_steps: int, ddpm: bool):
@@ -58,28 +63,30 @@ class Animator:
         self.model_fps = int(self.backend.config.fps)
 
     def animate(self, audio: np.ndarray, options: AnimateOptions | None = None, *,
-                sample_rate: int = SAMPLE_RATE, name: str = "<array>") -> Animation:
-        """Animate one clip.
+                sample_rate: int = SAMPLE_RATE, name: str = "<array>",
+                windows: WindowOptions | None = None) -> Animation:
+        """Animate one clip of any length.
 
         Args:
             audio: (L,) or (L, channels) float audio at ``sample_rate`` Hz.
+            windows: how audio longer than one window is cut (default ``WindowOptions()``:
+                10 s windows, 1 s overlap, 1 s encoder context, ≤ 16 windows per batch).
+                Clips up to ``window_s`` are animated in one piece.
         Returns:
             Animation with blendshapes (round(duration_s · fps), 52) float32 in [0, 1].
         Raises:
             AudioInputError: empty, silent, non-finite or too short audio.
-            InputError: audio longer than ``MAX_DURATION_S``.
+            InputError: bad ``windows`` values.
         """
         options = options or AnimateOptions()
+        windows = windows or WindowOptions()
         audio = prepare_audio(audio, sample_rate, name=name)
         duration_s = audio.shape[0] / SAMPLE_RATE
-        if duration_s > MAX_DURATION_S:
-            raise InputError(f"{name}: {duration_s:.1f} s is longer than {MAX_DURATION_S:.0f} s; split the audio into shorter files")
-        features = self.backend.encode(audio)[None]  # (1, T_a, D_a)
-        t_model = num_frames(audio.shape[0], self.model_fps)
-        x_t, step_noise = initial_noise(options.seed, t_model, 52, options.num_inference_steps,
-                                        options.sampler == "ddpm")
-        x0 = self.backend.sample(features, x_t, emotion=emotion_index(options.emotion),
-                                 intensity=options.intensity, options=options, step_noise=step_noise)[0]
+        plan = plan_windows(audio.shape[0], self.model_fps, windows)
+        if plan.windowed:
+            x0 = animate_windows(self.backend, audio, plan, options, windows)  # (T, 52)
+        else:
+            x0 = self._animate_one(audio, options)
         if not np.all(np.isfinite(x0)):
             raise RuntimeError("the model produced non-finite values; please report this with the input file")
         blend = np.clip(x0, 0.0, 1.0).astype(np.float32)
@@ -87,6 +94,15 @@ class Animator:
         if options.fps != self.model_fps:
             blend = np.clip(resample_sequence(blend, self.model_fps, t_out, options.fps), 0.0, 1.0)
         return Animation(blendshapes=blend, fps=float(options.fps), duration_s=duration_s, options=options)
+
+    def _animate_one(self, audio: np.ndarray, options: AnimateOptions) -> np.ndarray:
+        """One window: (L,) float32 16 kHz → (T, 52) float32 x0, not clipped."""
+        features = self.backend.encode(audio)[None]  # (1, T_a, D_a)
+        t_model = num_frames(audio.shape[0], self.model_fps)
+        x_t, step_noise = initial_noise(options.seed, t_model, 52, options.num_inference_steps,
+                                        options.sampler == "ddpm")
+        return self.backend.sample(features, x_t, emotion=emotion_index(options.emotion),
+                                   intensity=options.intensity, options=options, step_noise=step_noise)[0]
 
     def animate_file(self, path: str | Path, options: AnimateOptions | None = None) -> Animation:
         """Load an audio file (any rate/channels libsndfile reads) and animate it."""

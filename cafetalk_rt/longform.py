@@ -1,0 +1,137 @@
+"""Animate audio of any length: encode and denoise the windows of a :class:`WindowPlan` in
+batches, then crossfade them (numpy only; the backend does the tensor work).
+
+Memory is bounded for any length: besides the audio and the (N, 52) output (plus the (N, 52)
+initial noise), only one batch of at most ``max_batch`` windows is alive at a time, i.e.
+O(max_batch · window) whatever the clip's duration.
+
+Noise: x_T of every window is a slice of ONE global (N, 52) sequence drawn from
+``numpy.random.default_rng(seed)`` frame by frame — the same numbers the single-window path
+draws for a clip of N frames — so two windows start from identical noise on the frames they
+share and agree closely there. DDPM's per-step noise (K, T, 52) would be O(K · N) globally, so
+windows draw it per frame from ``default_rng([seed, STEP_NOISE_STREAM, frame])``: also equal
+on shared frames, and only O(K · window) at a time.
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from cafetalk_rt.blendshapes import NUM_BLENDSHAPES
+from cafetalk_rt.emotions import emotion_index
+from cafetalk_rt.windows import Stitcher, WindowOptions, WindowPlan
+
+log = logging.getLogger(__name__)
+
+#: Second entropy word of the per-frame DDPM step-noise generators (keeps them apart from x_T).
+STEP_NOISE_STREAM = 0x5EED
+#: Cap on DDPM step-noise floats per backend call (2^26 floats = 256 MiB): K = 1000 → fewer windows.
+MAX_STEP_NOISE_FLOATS = 1 << 26
+
+
+def initial_noise_frames(rng: np.random.Generator, num_frames: int) -> np.ndarray:
+    """The next ``num_frames`` frames of the global x_T sequence, (num_frames, 52) float32.
+    Drawing n then m frames gives the same numbers as drawing n + m at once."""
+    return rng.standard_normal((num_frames, NUM_BLENDSHAPES), dtype=np.float32)
+
+
+def window_step_noise(seed: int, num_steps: int, start: int, stop: int) -> np.ndarray:
+    """DDPM per-step noise of frames ``[start, stop)``: (K, stop − start, 52) float32; frame f's
+    noise depends only on (seed, f), so overlapping windows share it."""
+    out = np.empty((num_steps, stop - start, NUM_BLENDSHAPES), np.float32)
+    for j, f in enumerate(range(start, stop)):
+        rng = np.random.default_rng([seed, STEP_NOISE_STREAM, f])
+        out[:, j] = rng.standard_normal((num_steps, NUM_BLENDSHAPES), dtype=np.float32)
+    return out
+
+
+def window_groups(plan: WindowPlan, indices, options, window_options: WindowOptions) -> list[list[int]]:
+    """Split ``indices`` (ascending) into backend calls: consecutive full-length windows, at most
+    ``max_batch`` per call (fewer for DDPM so its step noise stays ≤ MAX_STEP_NOISE_FLOATS);
+    a shorter window (the clip's last) is a call of its own, as batches need one length."""
+    cap = window_options.max_batch
+    if options.sampler == "ddpm":
+        per_window = options.num_inference_steps * plan.window_frames * NUM_BLENDSHAPES
+        cap = max(1, min(cap, MAX_STEP_NOISE_FLOATS // per_window))
+    groups: list[list[int]] = []
+    for i in indices:
+        start, stop = plan.frame_span(i)
+        full = stop - start == plan.window_frames
+        if groups and full and len(groups[-1]) < cap and _is_full(plan, groups[-1][-1]):
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
+
+
+def _is_full(plan: WindowPlan, i: int) -> bool:
+    start, stop = plan.frame_span(i)
+    return stop - start == plan.window_frames
+
+
+def encode_windows(backend, audio: np.ndarray, plan: WindowPlan, group: list[int], *,
+                   audio_offset: int = 0) -> np.ndarray:
+    """Speech features of the windows in ``group``: (B, T_a, D_a) float32, T_a the windows' own
+    feature frames (each encoded with its context, then cut). ``audio`` holds the clip's samples
+    from ``audio_offset`` on. Uses ``backend.encode_batch(list of (L,))`` when the backend has it,
+    else ``backend.encode`` per window."""
+    clips = []
+    for i in group:
+        a0, a1 = plan.audio_span(i)
+        clips.append(audio[a0 - audio_offset : a1 - audio_offset])
+    encode_batch = getattr(backend, "encode_batch", None)
+    feats = encode_batch(clips) if encode_batch is not None else [backend.encode(c) for c in clips]
+    out = []
+    for i, f in zip(group, feats):
+        off, n = plan.feature_span(i)
+        out.append(np.asarray(f, np.float32)[off : off + n])  # (T_a, D_a)
+    return np.stack(out)
+
+
+def sample_group(backend, audio: np.ndarray, noise: np.ndarray, plan: WindowPlan, group: list[int], options, *,
+                 audio_offset: int = 0, noise_offset: int = 0) -> np.ndarray:
+    """Encode and denoise the windows of ``group`` (equal lengths) in one backend call.
+
+    Args:
+        audio: the clip's samples from ``audio_offset`` on, covering every ``audio_span``.
+        noise: the global x_T frames from ``noise_offset`` on, covering every ``frame_span``.
+    Returns:
+        (B, T_i, 52) float32 x0 in blendshape units, not clipped.
+    """
+    features = encode_windows(backend, audio, plan, group, audio_offset=audio_offset)  # (B, T_a, D_a)
+    spans = [plan.frame_span(i) for i in group]
+    x_t = np.stack([noise[s - noise_offset : e - noise_offset] for s, e in spans])  # (B, T_i, 52)
+    step_noise = None
+    if options.sampler == "ddpm":
+        step_noise = np.stack([window_step_noise(options.seed, options.num_inference_steps, s, e) for s, e in spans],
+                              axis=1)  # (K, B, T_i, 52)
+    x0 = backend.sample(features, x_t, emotion=emotion_index(options.emotion), intensity=options.intensity,
+                        options=options, step_noise=step_noise)
+    return np.asarray(x0, np.float32)
+
+
+def animate_windows(backend, audio: np.ndarray, plan: WindowPlan, options,
+                    window_options: WindowOptions) -> np.ndarray:
+    """Animate a windowed clip offline: (L,) float32 16 kHz → (N, 52) float32 x0 in blendshape
+    units at the model fps, stitched, not clipped.
+
+    Raises:
+        ValueError: ``plan`` is not windowed (use the single-window path) or does not match ``audio``.
+    """
+    if not plan.windowed or plan.num_samples != audio.shape[0]:
+        raise ValueError("animate_windows needs the windowed plan of this audio")
+    noise = initial_noise_frames(np.random.default_rng(options.seed), plan.num_frames)  # (N, 52)
+    groups = window_groups(plan, range(plan.num_windows), options, window_options)
+    log.info("long audio: %d frames in %d windows of %d (overlap %d), %d backend calls",
+             plan.num_frames, plan.num_windows, plan.window_frames, plan.overlap_frames, len(groups))
+    out = np.empty((plan.num_frames, NUM_BLENDSHAPES), np.float32)
+    stitcher, done = Stitcher(plan.overlap_frames), 0
+    for group in groups:
+        x0 = sample_group(backend, audio, noise, plan, group, options)
+        for i, y in zip(group, x0):
+            frames = stitcher.add(y, last=i == plan.num_windows - 1)
+            out[done : done + len(frames)] = frames
+            done += len(frames)
+    assert done == plan.num_frames, (done, plan.num_frames)
+    return out
