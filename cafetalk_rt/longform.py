@@ -47,27 +47,28 @@ def window_step_noise(seed: int, num_steps: int, start: int, stop: int) -> np.nd
 
 
 def window_groups(plan: WindowPlan, indices, options, window_options: WindowOptions) -> list[list[int]]:
-    """Split ``indices`` (ascending) into backend calls: consecutive full-length windows, at most
-    ``max_batch`` per call (fewer for DDPM so its step noise stays ≤ MAX_STEP_NOISE_FLOATS);
-    a shorter window (the clip's last) is a call of its own, as batches need one length."""
+    """Split ``indices`` (ascending) into backend calls: consecutive full windows (T_w frames and
+    2 · T_w feature frames), at most ``max_batch`` per call (fewer for DDPM so its step noise stays
+    ≤ MAX_STEP_NOISE_FLOATS); the clip's last window, when shorter in frames or audio, is a call of
+    its own, as a batch needs one shape."""
     cap = window_options.max_batch
     if options.sampler == "ddpm":
         per_window = options.num_inference_steps * plan.window_frames * NUM_BLENDSHAPES
         cap = max(1, min(cap, MAX_STEP_NOISE_FLOATS // per_window))
+    full = _window_shape(plan, 0) if plan.windowed else None
     groups: list[list[int]] = []
     for i in indices:
-        start, stop = plan.frame_span(i)
-        full = stop - start == plan.window_frames
-        if groups and full and len(groups[-1]) < cap and _is_full(plan, groups[-1][-1]):
+        if groups and len(groups[-1]) < cap and _window_shape(plan, i) == full == _window_shape(plan, groups[-1][-1]):
             groups[-1].append(i)
         else:
             groups.append([i])
     return groups
 
 
-def _is_full(plan: WindowPlan, i: int) -> bool:
+def _window_shape(plan: WindowPlan, i: int) -> tuple[int, int]:
+    """(frames, feature frames) of window ``i``."""
     start, stop = plan.frame_span(i)
-    return stop - start == plan.window_frames
+    return stop - start, plan.feature_span(i)[1]
 
 
 def encode_windows(backend, audio: np.ndarray, plan: WindowPlan, group: list[int], *,
