@@ -3,6 +3,9 @@
 Format ``cafetalk_rt/denoiser/1``: tensors are the ``Denoiser`` state dict (fp32 or fp16);
 metadata keys ``format``, ``config`` (JSON of :class:`DenoiserConfig`) and ``info`` (JSON: training
 step, corpus hours, …). Model dimensions live in the file, so nothing is re-typed at load time.
+A stage-2 checkpoint also holds the fine-control adapter's tensors (``adapter.*``) and its
+``adapter_config`` (JSON of :class:`~cafetalk_rt.nn.adapter.AdapterConfig`); stage-1 files have
+neither and load unchanged.
 """
 from __future__ import annotations
 
@@ -24,6 +27,8 @@ def save_denoiser(path: str | Path, model: Denoiser, *, info: dict | None = None
     state = {k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype).contiguous()
              for k, v in model.state_dict().items()}
     meta = {"format": FORMAT, "config": json.dumps(model.config.to_dict()), "info": json.dumps(info or {})}
+    if getattr(model, "adapter", None) is not None:
+        meta["adapter_config"] = json.dumps(model.adapter.config.to_dict())
     tmp = path.with_name(path.name + ".tmp")
     save_file(state, str(tmp), metadata=meta)
     tmp.replace(path)
@@ -39,6 +44,17 @@ def read_metadata(path: str | Path) -> tuple[DenoiserConfig, dict]:
     return DenoiserConfig.from_dict(json.loads(meta["config"])), json.loads(meta.get("info", "{}"))
 
 
+def read_adapter_config(path: str | Path):
+    """The :class:`~cafetalk_rt.nn.adapter.AdapterConfig` stored in a checkpoint, or None for a
+    stage-1 checkpoint (no fine-control adapter)."""
+    from cafetalk_rt.nn.adapter import AdapterConfig
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    raw = meta.get("adapter_config")
+    return AdapterConfig.from_dict(json.loads(raw)) if raw else None
+
+
 def load_denoiser(path: str | Path, *, device: str = "cpu", dtype=torch.float32) -> Denoiser:
     """Build a :class:`Denoiser` from a checkpoint, in eval mode, weights as ``dtype``.
 
@@ -51,6 +67,9 @@ def load_denoiser(path: str | Path, *, device: str = "cpu", dtype=torch.float32)
         raise FileNotFoundError(f"denoiser checkpoint not found: {path}")
     config, _ = read_metadata(path)
     model = Denoiser(config)
+    adapter_config = read_adapter_config(path)
+    if adapter_config is not None:
+        model.attach_adapter(adapter_config)
     state = load_file(str(path))
     missing, unexpected = model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
     if missing or unexpected:

@@ -12,6 +12,8 @@ It never sees the noise schedule.
   (DiT, Peebles & Xie 2023). Intensity is a learned per-emotion embedding scaled by the level
   (paper: "learned embedding scaled by the numeric level"). Dropped coarse conditions use one
   learned null embedding.
+* Fine-grained AU control (stage 2) is an optional adapter (``cafetalk_rt.nn.adapter``) that
+  adds zero-initialised residuals before each block; without ``au`` it is not run at all.
 * Self-attention over frames uses ALiBi-style symmetric distance biases (Press et al. 2022)
   instead of absolute positions, so clips of any length work (our choice).
 
@@ -172,6 +174,16 @@ class Denoiser(nn.Module):
         self.register_buffer("slopes", alibi_slopes(cfg.heads), persistent=False)
         self.register_buffer("bs_mean", torch.zeros(cfg.num_channels))
         self.register_buffer("bs_std", torch.ones(cfg.num_channels))
+        #: Stage-2 fine-control adapter (cafetalk_rt.nn.adapter), None for stage-1 models.
+        self.adapter = None
+
+    def attach_adapter(self, adapter_config) -> None:
+        """Add a zero-initialised :class:`~cafetalk_rt.nn.adapter.FineAdapter` (stage 2); the
+        model's outputs are unchanged until it is trained."""
+        from cafetalk_rt.nn.adapter import FineAdapter
+
+        cfg = self.config
+        self.adapter = FineAdapter(adapter_config, cfg.width, cfg.depth, cfg.heads).to(self.bs_mean.device)
 
     # -- data normalisation ------------------------------------------------------------------
     def normalize(self, blendshapes: torch.Tensor) -> torch.Tensor:
@@ -202,7 +214,8 @@ class Denoiser(nn.Module):
         cross_bias = torch.zeros(near.shape, device=device).masked_fill(~near, float("-inf"))
         return self_bias, cross_bias[None]
 
-    def forward(self, x_t, t, audio_features, emotion, intensity, audio_keep, coarse_keep):
+    def forward(self, x_t, t, audio_features, emotion, intensity, audio_keep, coarse_keep,
+                au=None, au_mask=None, fine_keep=None):
         """Predict x0 (or ε) from a noisy sequence.
 
         Args:
@@ -212,8 +225,15 @@ class Denoiser(nn.Module):
             emotion: (B,) int64 index into ``cafetalk_rt.emotions.EMOTIONS``.
             intensity: (B,) float level 1–3.
             audio_keep, coarse_keep: (B,) float, 1 = condition given, 0 = dropped (null).
+            au: optional fine condition (B, T, n_AU) float in [0, 1] (``cafetalk_rt.au.AU_NAMES``
+                order); None (default) = the stage-1 model, bit for bit.
+            au_mask: (B, T) bool/float, frames that carry an AU condition (required with ``au``).
+            fine_keep: (B,) float, 0 = no fine condition for that row (exactly stage 1);
+                default all ones.
         Returns:
             (B, T, 52) float prediction in normalised units.
+        Raises:
+            ValueError: ``au`` given to a model without an adapter, or without ``au_mask``.
         """
         b, n, _ = x_t.shape
         keep = audio_keep.to(audio_features.dtype)[:, None, None]
@@ -223,7 +243,22 @@ class Denoiser(nn.Module):
         c = c + self.coarse_embedding(emotion, intensity, coarse_keep).to(x_t.dtype)  # (B, D)
         self_bias, cross_bias = self.biases(n, audio.shape[1], x_t.device)
         h = self.x_in(x_t)  # (B, T, D)
-        for block in self.blocks:
+        fine = self._fine_tokens(au, au_mask, fine_keep, b, x_t.dtype)
+        for i, block in enumerate(self.blocks):
+            if fine is not None:
+                h = h + self.adapter.residual(i, h, fine[0], c, self_bias, fine[1])  # (B, T, D)
             h = block(h, c, audio, self_bias, cross_bias)
         shift, scale = self.ada_out(c).chunk(2, dim=-1)
         return self.x_out(modulate(self.norm_out(h), shift, scale))  # (B, T, 52)
+
+    def _fine_tokens(self, au, au_mask, fine_keep, batch_size: int, dtype):
+        """(tokens (B, T, D), fine_keep (B,)) for the adapter, or None without an AU condition."""
+        if au is None:
+            return None
+        if self.adapter is None:
+            raise ValueError("this checkpoint has no fine-control adapter (stage 2); AU control needs one")
+        if au_mask is None:
+            raise ValueError("au_mask (B, T) is required with au")
+        if fine_keep is None:
+            fine_keep = torch.ones(batch_size, device=au.device)
+        return self.adapter.tokens(au.to(dtype), au_mask), fine_keep
