@@ -25,7 +25,7 @@ AU20    lip stretcher          lower   mouthStretchLeft/Right .6
 AU23    lip tightener          lower   mouthRollLower .4, mouthRollUpper .4
 AU24    lip pressor            lower   mouthPressLeft/Right .6
 AU25    lips part              lower   mouthLowerDownLeft/Right .5, mouthUpperUpLeft/Right .2
-AU26    jaw drop               lower   jawOpen .6
+AU26    jaw drop               lower   jawOpen .75
 AU43    eyes closed            upper   eyeBlinkLeft/Right 1.0
 ======  =====================  ======  ===========================================================
 
@@ -87,7 +87,7 @@ _TABLE: tuple[tuple[str, str, tuple[tuple[str, float], ...]], ...] = (
     ("AU23", "lip tightener", (("mouthRollLower", 0.4), ("mouthRollUpper", 0.4))),
     ("AU24", "lip pressor", _lr("mouthPress", 0.6)),
     ("AU25", "lips part", _lr("mouthLowerDown", 0.5) + _lr("mouthUpperUp", 0.2)),
-    ("AU26", "jaw drop", (("jawOpen", 0.6),)),
+    ("AU26", "jaw drop", (("jawOpen", 0.75),)),
     ("AU43", "eyes closed", _lr("eyeBlink", 1.0)),
 )
 

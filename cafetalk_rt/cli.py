@@ -37,6 +37,11 @@ def _animate_parser(sub) -> None:
     p.add_argument("--sampler", default=d.sampler, choices=tuple(SAMPLERS),
                    help="ddim or dpmpp_2m (few steps), ddpm (ancestral; 1000 steps = the paper-style reference)")
     p.add_argument("--fps", type=int, default=d.fps, choices=SUPPORTED_FPS)
+    p.add_argument("--au", default="", metavar="SPANS",
+                   help='fine-grained control: action units with time spans, e.g. "AU12=0.8@1.0-2.5,AU1=1.0@3-4" '
+                        "(AU<n>=<intensity 0..1>@<start_s>-<end_s>; see README for the AU list)")
+    p.add_argument("--au-guidance-scale", type=float, default=d.au_guidance_scale,
+                   help="guidance scale of the AU condition inside its spans (0 = off, 1 = plain conditional)")
     p.add_argument("--model", default=None, help="denoiser checkpoint (default: the shipped model)")
     p.add_argument("--backend", default="torch")
     p.add_argument("--device", default="cpu")
@@ -59,7 +64,8 @@ def _animate(args) -> int:
 
     options = AnimateOptions(emotion=args.emotion, intensity=args.intensity, seed=args.seed,
                              num_inference_steps=args.num_inference_steps, guidance_scale=args.guidance_scale,
-                             audio_guidance_scale=args.audio_guidance_scale, sampler=args.sampler, fps=args.fps)
+                             audio_guidance_scale=args.audio_guidance_scale, sampler=args.sampler, fps=args.fps,
+                             au_spans=args.au, au_guidance_scale=args.au_guidance_scale)
     check_output_path(args.output, overwrite=args.overwrite)  # fail before the slow part
     if Path(args.output).suffix.lower() not in SUPPORTED_EXTENSIONS:
         raise InputError(f"unsupported output extension in {args.output!r}; use one of {', '.join(SUPPORTED_EXTENSIONS)}")
@@ -83,6 +89,8 @@ def _animate(args) -> int:
             "seed": options.seed, "num_inference_steps": options.num_inference_steps,
             "guidance_scale": options.guidance_scale, "audio_guidance_scale": options.audio_guidance_scale,
             "sampler": options.sampler, "model": str(animator.model_path)}
+    if options.au_spans:
+        meta.update(au=args.au, au_guidance_scale=options.au_guidance_scale)
     path = save_animation(args.output, anim.blendshapes, anim.fps, overwrite=args.overwrite, metadata=meta)
     print(f"{path}: {anim.num_frames} frames at {anim.fps:g} fps ({anim.duration_s:.2f} s of audio); "
           f"model load {t1 - t0:.2f} s, animate {t2 - t1:.2f} s (rtf {(t2 - t1) / anim.duration_s:.3f})")

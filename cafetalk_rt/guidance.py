@@ -6,22 +6,41 @@ The combine is the compositional form of the paper's Eq. 6 without the fine term
     x0 = G_∅ + s_a · (G_A − G_∅) + s_c · (G_{A,C} − G_A)
 
 ``s_a = s_c = 1`` gives the fully conditioned prediction, so CFG is skipped (B rows only).
+
+Mask-based CFG for the fine (AU) condition (paper Eq. 6, §3.4): with an AU condition one more
+branch, ``fine`` (A, C, F), is appended (B or 3B rows → 2B or 4B, still one batched call) and
+
+    x0 = [above] + β · Z ⊙ (G_{A,C,F} − G_{A,C})
+
+with β = ``au_guidance_scale`` and Z the (B, T, 1) mask of frames that carry an AU condition, so
+outside Z the result is exactly the one without AUs. The paper's Eq. 6 as we read it (paper.md,
+secondary source) takes the fine difference against G_∅; we take it against G_{A,C}, so that
+β = 1 gives the fully conditioned model inside Z instead of counting G_{A,C} − G_∅ twice (our
+choice). β = 0 switches the control off; larger β strengthens it.
 """
 from __future__ import annotations
 
 from typing import Any, Callable
 
-#: Names of the condition branches in batch order.
+#: Names of the condition branches in batch order; with an AU condition ``FINE_BRANCH`` follows.
 BRANCHES = ("full", "audio_only", "null")
+FINE_BRANCH = "fine"
 
 
-def num_branches(audio_guidance_scale: float, guidance_scale: float) -> int:
-    """1 when no guidance is needed (both scales 1.0), else 3."""
-    return 1 if (audio_guidance_scale == 1.0 and guidance_scale == 1.0) else 3
+def num_branches(audio_guidance_scale: float, guidance_scale: float, fine: bool = False) -> int:
+    """1 when no guidance is needed (both scales 1.0), else 3; plus 1 with an AU condition."""
+    n = 1 if (audio_guidance_scale == 1.0 and guidance_scale == 1.0) else 3
+    return n + 1 if fine else n
 
 
-def combine(x0_branches: Any, batch_size: int, audio_guidance_scale: float, guidance_scale: float) -> Any:
-    """Combine (nB, T, C) branch predictions into (B, T, C); n = 1 or 3 (see module doc)."""
+def combine(x0_branches: Any, batch_size: int, audio_guidance_scale: float, guidance_scale: float,
+            *, au_guidance_scale: float = 1.0, au_mask: Any = None) -> Any:
+    """Combine (nB, T, C) branch predictions into (B, T, C); n = 1 or 3, or 2 or 4 with
+    ``au_mask`` (B, T, 1) (the fine branch last; Eq. 6, see module doc)."""
+    if au_mask is not None:
+        g_fine = x0_branches[-batch_size:]
+        base = combine(x0_branches[:-batch_size], batch_size, audio_guidance_scale, guidance_scale)
+        return base + au_guidance_scale * au_mask * (g_fine - x0_branches[:batch_size])
     if x0_branches.shape[0] == batch_size:
         return x0_branches
     g_full = x0_branches[:batch_size]
@@ -36,16 +55,21 @@ def guided_denoiser(
     audio_guidance_scale: float,
     guidance_scale: float,
     repeat: Callable[[Any, int], Any],
+    *,
+    au_guidance_scale: float = 1.0,
+    au_mask: Any = None,
 ) -> Callable[[Any, int], Any]:
     """Wrap ``batched_denoiser(x_t (nB,T,C), t) -> x0 (nB,T,C)`` whose conditions are already laid
-    out as ``BRANCHES`` into a (B,T,C) → (B,T,C) denoiser for the samplers.
+    out as ``BRANCHES`` (then ``FINE_BRANCH`` when ``au_mask`` (B, T, 1) is given) into a
+    (B,T,C) → (B,T,C) denoiser for the samplers.
 
     ``repeat(x, n)`` tiles x n times along the batch axis (np.concatenate / torch.cat).
     """
-    n = num_branches(audio_guidance_scale, guidance_scale)
+    n = num_branches(audio_guidance_scale, guidance_scale, fine=au_mask is not None)
 
     def denoise(x_t: Any, t: int) -> Any:
         out = batched_denoiser(repeat(x_t, n) if n > 1 else x_t, t)
-        return combine(out, batch_size, audio_guidance_scale, guidance_scale)
+        return combine(out, batch_size, audio_guidance_scale, guidance_scale,
+                       au_guidance_scale=au_guidance_scale, au_mask=au_mask)
 
     return denoise

@@ -20,6 +20,7 @@ import numpy as np
 
 from cafetalk_rt.blendshapes import NUM_BLENDSHAPES
 from cafetalk_rt.emotions import emotion_index
+from cafetalk_rt.errors import InputError
 from cafetalk_rt.windows import Stitcher, WindowOptions, WindowPlan
 
 log = logging.getLogger(__name__)
@@ -91,15 +92,21 @@ def encode_windows(backend, audio: np.ndarray, plan: WindowPlan, group: list[int
 
 
 def sample_group(backend, audio: np.ndarray, noise: np.ndarray, plan: WindowPlan, group: list[int], options, *,
-                 audio_offset: int = 0, noise_offset: int = 0) -> np.ndarray:
+                 audio_offset: int = 0, noise_offset: int = 0, fine=None) -> np.ndarray:
     """Encode and denoise the windows of ``group`` (equal lengths) in one backend call.
 
     Args:
         audio: the clip's samples from ``audio_offset`` on, covering every ``audio_span``.
         noise: the global x_T frames from ``noise_offset`` on, covering every ``frame_span``.
+        fine: the whole clip's AU condition (au (N, n_AU), au_mask (N,)) at the model fps, or
+            None; required when ``options.au_spans`` is set.
     Returns:
         (B, T_i, 52) float32 x0 in blendshape units, not clipped.
+    Raises:
+        InputError: ``options.au_spans`` without ``fine`` (e.g. streaming, not supported yet).
     """
+    if getattr(options, "au_spans", ()) and fine is None:
+        raise InputError("AU spans need the whole clip: use Animator.animate (streaming does not support them yet)")
     features = encode_windows(backend, audio, plan, group, audio_offset=audio_offset)  # (B, T_a, D_a)
     spans = [plan.frame_span(i) for i in group]
     x_t = np.stack([noise[s - noise_offset : e - noise_offset] for s, e in spans])  # (B, T_i, 52)
@@ -107,15 +114,18 @@ def sample_group(backend, audio: np.ndarray, noise: np.ndarray, plan: WindowPlan
     if options.sampler == "ddpm":
         step_noise = np.stack([window_step_noise(options.seed, options.num_inference_steps, s, e) for s, e in spans],
                               axis=1)  # (K, B, T_i, 52)
+    kw = {} if fine is None else {"fine": (np.stack([fine[0][s:e] for s, e in spans]),
+                                           np.stack([fine[1][s:e] for s, e in spans]))}  # (B, T_i, n_AU), (B, T_i)
     x0 = backend.sample(features, x_t, emotion=emotion_index(options.emotion), intensity=options.intensity,
-                        options=options, step_noise=step_noise)
+                        options=options, step_noise=step_noise, **kw)
     return np.asarray(x0, np.float32)
 
 
 def animate_windows(backend, audio: np.ndarray, plan: WindowPlan, options,
-                    window_options: WindowOptions) -> np.ndarray:
+                    window_options: WindowOptions, *, fine=None) -> np.ndarray:
     """Animate a windowed clip offline: (L,) float32 16 kHz → (N, 52) float32 x0 in blendshape
-    units at the model fps, stitched, not clipped.
+    units at the model fps, stitched, not clipped. ``fine``: optional AU condition
+    (au (N, n_AU), au_mask (N,)) of the whole clip at the model fps.
 
     Raises:
         ValueError: ``plan`` is not windowed (use the single-window path) or does not match ``audio``.
@@ -129,7 +139,7 @@ def animate_windows(backend, audio: np.ndarray, plan: WindowPlan, options,
     out = np.empty((plan.num_frames, NUM_BLENDSHAPES), np.float32)
     stitcher, done = Stitcher(plan.overlap_frames), 0
     for group in groups:
-        x0 = sample_group(backend, audio, noise, plan, group, options)
+        x0 = sample_group(backend, audio, noise, plan, group, options, fine=fine)
         for i, y in zip(group, x0):
             frames = stitcher.add(y, last=i == plan.num_windows - 1)
             out[done : done + len(frames)] = frames

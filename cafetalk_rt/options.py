@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from cafetalk_rt.au import AUSpan, parse_au_spans
 from cafetalk_rt.blendshapes import ARKIT_NAMES
 from cafetalk_rt.emotions import check_intensity, emotion_index
 from cafetalk_rt.errors import InputError
@@ -14,6 +15,8 @@ from cafetalk_rt.samplers import SAMPLERS
 #: Default number of denoising steps (DDIM). Chosen from the quality-vs-steps measurement in
 #: the README ("Default model"); the paper-style reference is DDPM with 1000 steps.
 DEFAULT_NUM_INFERENCE_STEPS = 10
+#: Default fine (AU) guidance scale β of Eq. 6 (see README "Fine-grained control").
+DEFAULT_AU_GUIDANCE_SCALE = 2.0
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,11 @@ class AnimateOptions:
         sampler: "ddim" or "dpmpp_2m" (few steps) or "ddpm" (ancestral; the paper-style
             reference at K=1000).
         fps: output frame rate, 25 or 30.
+        au_spans: fine-grained control, ``AUSpan``s or a span string such as
+            ``"AU12=0.8@1.0-2.5,AU1=1.0@3-4"`` (``cafetalk_rt.au``; stored as a tuple of
+            ``AUSpan``); spans must end within the audio. Empty = no fine control.
+        au_guidance_scale: β of the mask-based CFG (paper Eq. 6), applied only on frames inside
+            the spans; 0 = no control, 1 = the conditional model, larger = stronger.
     """
 
     emotion: str = "neutral"
@@ -40,8 +48,14 @@ class AnimateOptions:
     audio_guidance_scale: float = 1.0
     sampler: str = "ddim"
     fps: int = 25
+    au_spans: tuple[AUSpan, ...] = ()
+    au_guidance_scale: float = DEFAULT_AU_GUIDANCE_SCALE
 
     def __post_init__(self):
+        spans = parse_au_spans(self.au_spans) if isinstance(self.au_spans, str) else tuple(self.au_spans)
+        if not all(isinstance(s, AUSpan) for s in spans):
+            raise InputError(f"au_spans must be AUSpan objects or a span string, got {self.au_spans!r}")
+        object.__setattr__(self, "au_spans", spans)
         try:
             emotion_index(self.emotion)
             check_intensity(self.intensity)
@@ -52,7 +66,7 @@ class AnimateOptions:
             raise InputError(f"unknown sampler {self.sampler!r}; use one of {', '.join(SAMPLERS)}")
         if not isinstance(self.num_inference_steps, int) or self.num_inference_steps < 1:
             raise InputError(f"num_inference_steps must be a positive integer, got {self.num_inference_steps!r}")
-        for name in ("guidance_scale", "audio_guidance_scale"):
+        for name in ("guidance_scale", "audio_guidance_scale", "au_guidance_scale"):
             v = getattr(self, name)
             if not np.isfinite(v) or not 0.0 <= v <= 20.0:
                 raise InputError(f"{name} must be a number in [0, 20], got {v!r}")

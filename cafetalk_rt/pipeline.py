@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cafetalk_rt.au import spans_to_condition
 from cafetalk_rt.audio import load_audio, prepare_audio
 from cafetalk_rt.emotions import emotion_index
 from cafetalk_rt.frames import SAMPLE_RATE, num_frames, resample_sequence
@@ -76,17 +77,21 @@ class Animator:
             Animation with blendshapes (round(duration_s · fps), 52) float32 in [0, 1].
         Raises:
             AudioInputError: empty, silent, non-finite or too short audio.
-            InputError: bad ``windows`` values.
+            InputError: bad ``windows`` values; AU spans ending after the audio.
         """
         options = options or AnimateOptions()
         windows = windows or WindowOptions()
         audio = prepare_audio(audio, sample_rate, name=name)
         duration_s = audio.shape[0] / SAMPLE_RATE
         plan = plan_windows(audio.shape[0], self.model_fps, windows)
+        fine = None
+        if options.au_spans:  # (T, n_AU), (T,) at the model fps
+            fine = spans_to_condition(options.au_spans, num_frames(audio.shape[0], self.model_fps),
+                                      self.model_fps, duration_s)
         if plan.windowed:
-            x0 = animate_windows(self.backend, audio, plan, options, windows)  # (T, 52)
+            x0 = animate_windows(self.backend, audio, plan, options, windows, fine=fine)  # (T, 52)
         else:
-            x0 = self._animate_one(audio, options)
+            x0 = self._animate_one(audio, options, fine)
         if not np.all(np.isfinite(x0)):
             raise RuntimeError("the model produced non-finite values; please report this with the input file")
         blend = np.clip(x0, 0.0, 1.0).astype(np.float32)
@@ -95,14 +100,16 @@ class Animator:
             blend = np.clip(resample_sequence(blend, self.model_fps, t_out, options.fps), 0.0, 1.0)
         return Animation(blendshapes=blend, fps=float(options.fps), duration_s=duration_s, options=options)
 
-    def _animate_one(self, audio: np.ndarray, options: AnimateOptions) -> np.ndarray:
-        """One window: (L,) float32 16 kHz → (T, 52) float32 x0, not clipped."""
+    def _animate_one(self, audio: np.ndarray, options: AnimateOptions, fine=None) -> np.ndarray:
+        """One window: (L,) float32 16 kHz → (T, 52) float32 x0, not clipped. ``fine``: optional
+        (au (T, n_AU), au_mask (T,)) at the model fps."""
         features = self.backend.encode(audio)[None]  # (1, T_a, D_a)
         t_model = num_frames(audio.shape[0], self.model_fps)
         x_t, step_noise = initial_noise(options.seed, t_model, 52, options.num_inference_steps,
                                         options.sampler == "ddpm")
+        kw = {} if fine is None else {"fine": (fine[0][None], fine[1][None])}  # (1, T, n_AU), (1, T)
         return self.backend.sample(features, x_t, emotion=emotion_index(options.emotion),
-                                   intensity=options.intensity, options=options, step_noise=step_noise)[0]
+                                   intensity=options.intensity, options=options, step_noise=step_noise, **kw)[0]
 
     def animate_file(self, path: str | Path, options: AnimateOptions | None = None) -> Animation:
         """Load an audio file (any rate/channels libsndfile reads) and animate it."""

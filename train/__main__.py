@@ -1,4 +1,5 @@
-"""``python -m train {features,fit,evaluate}``: cache speech features, train, evaluate.
+"""``python -m train {features,fit,fit-adapter,evaluate}``: cache speech features, train (stage 1),
+train the fine-control adapter (stage 2), evaluate.
 
 The corpus itself is made by ``python -m train.corpus generate``.
 """
@@ -11,11 +12,11 @@ import logging
 import sys
 
 
-def _fit_parser(sub) -> None:
+def _fit_parser(sub, name: str = "fit", help: str = "train a denoiser (torchrun-compatible)", config_cls=None) -> None:
     from train.loop import TrainConfig
 
-    p = sub.add_parser("fit", help="train a denoiser (torchrun-compatible)")
-    for f in dataclasses.fields(TrainConfig):
+    p = sub.add_parser(name, help=help)
+    for f in dataclasses.fields(config_cls or TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         if f.default is dataclasses.MISSING:
             p.add_argument(flag, required=True, type=f.type if callable(f.type) else str)
@@ -33,6 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     pf.add_argument("--encoder", default="whisper-tiny.en")
     pf.add_argument("--batch-size", type=int, default=16)
     _fit_parser(sub)
+    from train.stage2 import Stage2Config
+
+    _fit_parser(sub, "fit-adapter", "stage 2: train the fine-control (AU) adapter on a frozen stage-1 model",
+                Stage2Config)
     pe = sub.add_parser("evaluate", help="held-out lip-sync metrics of a checkpoint")
     pe.add_argument("--corpus", required=True)
     pe.add_argument("--model", default=None, help="checkpoint (default: the shipped model)")
@@ -55,6 +60,11 @@ def main(argv: list[str] | None = None) -> int:
 
         kw = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
         print(f"checkpoint: {fit(TrainConfig(**kw), resume=args.resume)}")
+    elif args.cmd == "fit-adapter":
+        from train.stage2 import Stage2Config, fit_adapter
+
+        kw = {f.name: getattr(args, f.name) for f in dataclasses.fields(Stage2Config)}
+        print(f"checkpoint: {fit_adapter(Stage2Config(**kw), resume=args.resume)}")
     elif args.cmd == "evaluate":
         from train.evaluate import evaluate
 

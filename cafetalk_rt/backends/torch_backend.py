@@ -34,28 +34,39 @@ class TorchBackend:
 
     @torch.inference_mode()
     def sample(self, features: np.ndarray, noise: np.ndarray, *, emotion: int, intensity: int,
-               options, step_noise: np.ndarray | None = None) -> np.ndarray:
+               options, step_noise: np.ndarray | None = None, fine=None) -> np.ndarray:
         """Denoise ``noise`` (B, T, 52) given features (B, T_a, D_a); returns x0 in blendshape units
-        (B, T, 52), not clipped. ``step_noise`` (K, B, T, 52) is required for DDPM."""
+        (B, T, 52), not clipped. ``step_noise`` (K, B, T, 52) is required for DDPM. ``fine``:
+        optional AU condition ``(au (B, T, n_AU) float32, au_mask (B, T) bool)`` at the model fps,
+        guided with ``options.au_guidance_scale`` inside the mask (Eq. 6, one batched call)."""
         dev = self.device
         b = noise.shape[0]
-        n = guidance.num_branches(options.audio_guidance_scale, options.guidance_scale)
+        n_base = guidance.num_branches(options.audio_guidance_scale, options.guidance_scale)
+        n = n_base + (fine is not None)
         feats = torch.from_numpy(features).to(dev).repeat(n, 1, 1)  # (nB, T_a, D_a)
-        audio_keep = torch.tensor([1.0, 1.0, 0.0][:n], device=dev).repeat_interleave(b)  # (nB,)
-        coarse_keep = torch.tensor([1.0, 0.0, 0.0][:n], device=dev).repeat_interleave(b)
+        audio_keep = torch.tensor([1.0, 1.0, 0.0][:n_base] + [1.0] * (n - n_base), device=dev).repeat_interleave(b)
+        coarse_keep = torch.tensor([1.0, 0.0, 0.0][:n_base] + [1.0] * (n - n_base), device=dev).repeat_interleave(b)
         emo = torch.full((n * b,), emotion, dtype=torch.int64, device=dev)
         inten = torch.full((n * b,), float(intensity), device=dev)
+        fine_kw, au_mask = {}, None
+        if fine is not None:
+            au, mask = (torch.from_numpy(np.asarray(a)).to(dev) for a in fine)  # (B, T, n_AU), (B, T)
+            fine_keep = torch.tensor([0.0] * n_base + [1.0], device=dev).repeat_interleave(b)  # (nB,)
+            fine_kw = {"au": au.float().repeat(n, 1, 1), "au_mask": mask.repeat(n, 1), "fine_keep": fine_keep}
+            au_mask = mask.float()[..., None]  # (B, T, 1)
 
         def batched(x_t, t):
             tt = torch.full((x_t.shape[0],), t, dtype=torch.int64, device=dev)
-            pred = self.model(x_t, tt, feats, emo, inten, audio_keep, coarse_keep)
+            pred = self.model(x_t, tt, feats, emo, inten, audio_keep, coarse_keep, **fine_kw)
             if self.config.prediction_type == "epsilon":  # x0 = (x_t − √(1−ᾱ) ε) / √ᾱ (Eq. 4)
                 a = float(self.schedule.alphas_cumprod[t])
                 pred = (x_t - (1.0 - a) ** 0.5 * pred) / a**0.5
             return pred
 
         denoise = guidance.guided_denoiser(batched, b, options.audio_guidance_scale, options.guidance_scale,
-                                           repeat=lambda x, k: x.repeat(k, 1, 1))
+                                           repeat=lambda x, k: x.repeat(k, 1, 1),
+                                           au_guidance_scale=getattr(options, "au_guidance_scale", 1.0),
+                                           au_mask=au_mask)
         timesteps = inference_timesteps(options.num_inference_steps, self.schedule.num_train_timesteps)
         x = torch.from_numpy(noise).to(dev)
         if options.sampler == "ddpm":
