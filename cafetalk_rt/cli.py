@@ -110,7 +110,7 @@ def _animate(args) -> int:
 
 #: Modules that add a subcommand: each has ``register(sub)`` which calls ``sub.add_parser(...)``
 #: and ``set_defaults(func=run)`` with ``run(args) -> int``.
-SUBCOMMAND_MODULES: tuple[str, ...] = ("cafetalk_rt.cli_preview",)
+SUBCOMMAND_MODULES: tuple[str, ...] = ("cafetalk_rt.cli_preview", "cafetalk_rt.cli_export")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,123 @@
+"""PyTorch modules that are exported as graphs (``torch.onnx.export(..., dynamo=True)``).
+
+Each ``forward`` takes exactly the inputs :data:`export.io_spec.GRAPHS` declares, by name and
+order, in float32/int64; a module built with ``dtype=torch.float16`` computes the network in
+fp16 and casts at its edges, so both precisions share one contract. Solver and guidance
+arithmetic stay in float32.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cafetalk_rt import guidance
+from cafetalk_rt.features import DYNAMIC_RANGE, HOP_LENGTH, LOG_FLOOR, N_FFT, _window_and_filters
+from cafetalk_rt.nn.denoiser import Denoiser
+from cafetalk_rt.schedule import NoiseSchedule
+
+SAMPLES_PER_FEATURE = 2 * HOP_LENGTH  # 320 samples = 20 ms = one speech-encoder frame
+
+
+class LogMelSpectrogram(nn.Module):
+    """Whisper's log-mel (``cafetalk_rt.features.log_mel``) in graph-friendly ops.
+
+    ``forward(audio (B, L) float32 16 kHz) → (B, 80, 2·ceil(L / 320)) float32``, frame ``i``
+    centred at sample 160 i, the same frames ``log_mel(audio, 2 * num_feature_frames(L))``
+    returns (max abs difference ~1e-5: float32 DFT against numpy's float64 FFT).
+
+    The STFT is a Conv1d with a fixed (402, 1, 400) kernel (Hann-windowed cos and −sin rows of
+    the 400-point DFT, bins 0..200), stride 160: no DFT/STFT op, which TensorRT lacks. Whisper's
+    centred reflect padding only matters at the start (the end reads zeros), so it is a reversed
+    slice; the per-clip max for the 8-decade clamp is taken over each row of the batch.
+    """
+
+    def __init__(self):
+        super().__init__()
+        window, filters = _window_and_filters()  # (400,), (201, 80) float64
+        n, k = np.arange(N_FFT), np.arange(N_FFT // 2 + 1)
+        angle = 2.0 * np.pi * np.outer(k, n) / N_FFT  # (201, 400)
+        kernel = np.concatenate([np.cos(angle) * window, -np.sin(angle) * window])[:, None, :]
+        self.register_buffer("dft", torch.tensor(kernel, dtype=torch.float32))  # (402, 1, 400)
+        self.register_buffer("mel_filters", torch.tensor(filters.T, dtype=torch.float32))  # (80, 201)
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        length = audio.shape[1]
+        n_mel = 2 * ((length + SAMPLES_PER_FEATURE - 1) // SAMPLES_PER_FEATURE)  # T_mel = 2 T_a
+        pad = N_FFT // 2
+        signal = F.pad(audio, (0, HOP_LENGTH * n_mel + 240 - length))  # zeros after the clip, as log_mel
+        signal = torch.cat([signal[:, 1 : pad + 1].flip(1), signal], dim=1)  # reflect pad at the start
+        spec = F.conv1d(signal[:, None], self.dft, stride=HOP_LENGTH)[:, :, :n_mel]  # (B, 402, T_mel)
+        half = N_FFT // 2 + 1
+        power = spec[:, :half] ** 2 + spec[:, half:] ** 2  # (B, 201, T_mel)
+        mel = torch.log10(torch.matmul(self.mel_filters, power).clamp(min=LOG_FLOOR))  # (B, 80, T_mel)
+        peak = mel.amax(dim=(1, 2), keepdim=True)  # (B, 1, 1)
+        return (torch.maximum(mel, peak - DYNAMIC_RANGE) + 4.0) / 4.0
+
+
+class SpeechEncoderGraph(nn.Module):
+    """audio (B, L) float32 → audio_features (B, ceil(L / 320), D_a) float32 at 50 Hz.
+
+    Log-mel (float32) then ``WhisperSpeechEncoder`` in ``dtype``. Rows share one length L.
+    """
+
+    def __init__(self, encoder: nn.Module, dtype: torch.dtype = torch.float32):
+        super().__init__()
+        self.mel = LogMelSpectrogram()
+        self.encoder = encoder.to(dtype)
+        self.dtype = dtype
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        return self.encoder(self.mel(audio).to(self.dtype)).float()
+
+
+class GuidedDenoiserStep(nn.Module):
+    """One guided denoising step: the three CFG branches as one 3B batch, combined.
+
+    ``forward(x_t (B, T, 52), timestep (B,) int64, audio_features (B, T_a, D_a), emotion (B,)
+    int64, intensity (B,), guidance_scale (B,), audio_guidance_scale (B,)) → x0_pred (B, T, 52)``
+    in normalised units, float32. Branch order and combine are ``cafetalk_rt.guidance``:
+    x0 = G_∅ + s_a (G_A − G_∅) + s_c (G_AC − G_A) (paper Eq. 6 without the fine term). An
+    ε-predicting model is converted per branch with Ho et al. Eq. 4,
+    x0 = (x_t − √(1−ᾱ_t) ε) / √ᾱ_t, ᾱ from a constant table indexed by ``timestep``.
+    """
+
+    def __init__(self, model: Denoiser, schedule: NoiseSchedule, dtype: torch.dtype = torch.float32):
+        super().__init__()
+        self.model = model.to(dtype)
+        self.dtype = dtype
+        self.epsilon = model.config.prediction_type == "epsilon"
+        self.register_buffer("alphas_cumprod", torch.tensor(schedule.alphas_cumprod, dtype=torch.float32))
+
+    def forward(self, x_t, timestep, audio_features, emotion, intensity, guidance_scale, audio_guidance_scale):
+        b = x_t.shape[0]
+        one, zero = torch.ones_like(intensity), torch.zeros_like(intensity)
+        audio_keep = torch.cat([one, one, zero])  # (3B,) branches full, audio-only, null
+        coarse_keep = torch.cat([one, zero, zero])
+        x3 = x_t.repeat(3, 1, 1)  # (3B, T, 52)
+        pred = self.model(x3.to(self.dtype), timestep.repeat(3), audio_features.to(self.dtype).repeat(3, 1, 1),
+                          emotion.repeat(3), intensity.repeat(3), audio_keep, coarse_keep).float()  # (3B, T, 52)
+        if self.epsilon:
+            abar = self.alphas_cumprod[timestep.repeat(3)][:, None, None]  # (3B, 1, 1)
+            pred = (x3 - torch.sqrt(1.0 - abar) * pred) / torch.sqrt(abar)
+        return guidance.combine(pred, b, audio_guidance_scale[:, None, None], guidance_scale[:, None, None])
+
+
+def example_inputs(kind: str) -> tuple[torch.Tensor, ...]:
+    """Small example tensors for tracing graph ``kind`` (sizes ≠ 0, 1 so no axis specialises)."""
+    from export.io_spec import DIMS, GRAPHS
+
+    sizes = {"batch": 2, "num_frames": 9, "num_feature_frames": 18, "num_samples": 5_800}
+    assert set(sizes) == set(DIMS)
+    gen = torch.Generator().manual_seed(0)
+    out = []
+    for t in GRAPHS[kind].inputs:
+        shape = tuple(sizes[d] if isinstance(d, str) else d for d in t.shape)
+        if t.dtype == "int64":
+            out.append(torch.ones(shape, dtype=torch.int64))
+        elif t.name in ("intensity", "guidance_scale", "audio_guidance_scale"):
+            out.append(torch.full(shape, 2.0))
+        else:
+            out.append(0.1 * torch.randn(shape, generator=gen))
+    return tuple(out)

@@ -1,0 +1,217 @@
+"""Export a denoiser checkpoint (and its speech encoder) to the ONNX graphs of ``io_spec``.
+
+``speech_encoder`` and ``denoiser_step`` come from ``torch.onnx.export(..., dynamo=True,
+dynamic_shapes=...)``; ``sampler`` (K fused steps) and ``end_to_end`` are composed from them
+(``export/compose.py``). Every file gets the metadata of :func:`graph_metadata`; a file whose
+metadata already matches (format, graph, precision, K, checkpoint hash) is not rebuilt.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+import logging
+import os
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+
+from cafetalk_rt.backends.base import (GRAPH_FORMAT, KEY_FORMAT, KEY_GRAPH, KEY_IO, KEY_MODEL_SHA256,
+                                       KEY_PRECISION)
+from cafetalk_rt.backends.cache import file_sha256
+from cafetalk_rt.blendshapes import ARKIT_NAMES
+from cafetalk_rt.emotions import EMOTIONS
+from cafetalk_rt.frames import FEATURE_RATE_HZ, SAMPLE_RATE
+from cafetalk_rt.schedule import inference_timesteps, make_schedule
+from export import io_spec
+
+log = logging.getLogger(__name__)
+
+#: What each graph is built from (exported first, into the same directory).
+DEPENDS = {"sampler": ("denoiser_step",), "end_to_end": ("speech_encoder", "sampler")}
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """One graph file: ``skipped`` = an up-to-date file was already there; ``seconds`` spent."""
+
+    path: Path
+    kind: str
+    precision: str
+    num_inference_steps: int | None
+    skipped: bool
+    seconds: float
+
+
+def graph_metadata(kind: str, precision: str, model, model_sha256: str, num_inference_steps: int | None) -> dict[str, str]:
+    """The metadata props every graph carries (read back by ``cafetalk_rt.backends.base``)."""
+    cfg = model.config
+    k = num_inference_steps if kind in io_spec.PER_K else None
+    import onnxscript
+    import torch
+
+    return {
+        KEY_FORMAT: GRAPH_FORMAT, KEY_GRAPH: kind, KEY_PRECISION: precision, KEY_IO: io_spec.io_metadata(kind),
+        KEY_MODEL_SHA256: model_sha256,
+        "fps": str(cfg.fps), "sample_rate": str(SAMPLE_RATE), "feature_rate_hz": f"{FEATURE_RATE_HZ:g}",
+        "num_inference_steps": str(k) if k else "", "solver": "ddim" if k else "",
+        "timesteps": json.dumps(inference_timesteps(k, cfg.num_train_timesteps).tolist() if k else []),
+        "prediction_type": cfg.prediction_type, "schedule": cfg.schedule,
+        "num_train_timesteps": str(cfg.num_train_timesteps),
+        "guidance": "x0 = G_null + s_a (G_A - G_null) + s_c (G_AC - G_A); branches [full, audio_only, null] in one 3B batch",
+        "blendshape_names": json.dumps(list(ARKIT_NAMES)), "emotions": json.dumps(list(EMOTIONS)),
+        "au_vocabulary": json.dumps([]),  # AU control (issue 3) not built: see io_spec docstring
+        "bs_mean": json.dumps(model.bs_mean.float().tolist()), "bs_std": json.dumps(model.bs_std.float().tolist()),
+        "model_config": json.dumps(cfg.to_dict()), "speech_encoder": cfg.speech_encoder,
+        "exporter": f"torch {torch.__version__}, onnxscript {onnxscript.__version__}, opset {io_spec.OPSET}",
+    }
+
+
+def read_metadata(path: Path) -> dict[str, str]:
+    """Metadata props of an ONNX file ({} if it is missing or unreadable)."""
+    try:
+        m = onnx.load(str(path), load_external_data=False)
+    except Exception:  # noqa: BLE001 - a truncated or foreign file is simply not up to date
+        return {}
+    return {p.key: p.value for p in m.metadata_props}
+
+
+def is_up_to_date(path: Path, meta: dict[str, str]) -> bool:
+    """True when ``path`` exists and carries the same identity keys as ``meta``."""
+    if not path.is_file():
+        return False
+    have = read_metadata(path)
+    keys = (KEY_FORMAT, KEY_GRAPH, KEY_PRECISION, KEY_MODEL_SHA256, "num_inference_steps", KEY_IO)
+    return all(have.get(k) == meta[k] for k in keys)
+
+
+def export_torch_graph(module, kind: str):
+    """``torch.onnx.export(module, dynamo=True)`` with the names and dynamic axes of ``io_spec``;
+    the exporter's progress prints go to the debug log. Returns the ``onnx.ModelProto``."""
+    import torch
+
+    from export.graphs import example_inputs
+
+    spec = io_spec.GRAPHS[kind]
+    chatter = io.StringIO()
+    with contextlib.redirect_stdout(chatter), torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's deprecation chatter, not ours to fix
+        program = torch.onnx.export(module.eval(), example_inputs(kind), dynamo=True,
+                                    dynamic_shapes=io_spec.torch_dynamic_shapes(kind), input_names=spec.input_names,
+                                    output_names=spec.output_names, opset_version=io_spec.OPSET, verbose=False)
+    log.debug("%s", chatter.getvalue())
+    model = program.model_proto
+    for vi, t in zip(model.graph.output, spec.outputs):  # derived axes get the contract's names,
+        for dim, d in zip(vi.type.tensor_type.shape.dim, t.shape):  # e.g. "((num_samples + 319)//320)"
+            if isinstance(d, str):
+                dim.dim_param = d
+    return model
+
+
+def _save(model: onnx.ModelProto, path: Path, meta: dict[str, str]) -> None:
+    del model.metadata_props[:]
+    for k, v in meta.items():
+        model.metadata_props.add(key=k, value=v)
+    onnx.checker.check_model(model)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    onnx.save(model, str(tmp))
+    tmp.replace(path)  # atomic: a reader never sees half a file
+
+
+class _Exporter:
+    """Builds graphs for one checkpoint into ``out_dir``, each at most once per run."""
+
+    def __init__(self, model_path: Path, out_dir: Path, force: bool):
+        from cafetalk_rt.nn.checkpoint import load_denoiser
+
+        self.model_path, self.out_dir, self.force = model_path, out_dir, force
+        self.sha = file_sha256(model_path)
+        self.model = load_denoiser(model_path)
+        self.schedule = make_schedule(self.model.config.schedule, self.model.config.num_train_timesteps)
+        self.results: dict[Path, ExportResult] = {}
+        self.requested: set[Path] = set()  # the files asked for (``force`` applies to these)
+
+    def ensure(self, kind: str, precision: str, k: int | None) -> Path:
+        """Build one graph unless up to date (``force`` rebuilds requested graphs, not their
+        up-to-date dependencies)."""
+        k = k if kind in io_spec.PER_K else None
+        path = self.out_dir / io_spec.graph_filename(kind, precision, k)
+        if path in self.results:
+            return path
+        meta = graph_metadata(kind, precision, self.model, self.sha, k)
+        t0 = time.perf_counter()
+        skipped = not (self.force and path in self.requested) and is_up_to_date(path, meta)
+        if skipped:
+            log.info("%s is up to date, not rebuilt", path)
+        else:
+            deps = [self.ensure(d, precision, k) for d in DEPENDS.get(kind, ())]
+            log.info("exporting %s", path)
+            _save(self._build(kind, precision, k, deps), path, meta)
+        self.results[path] = ExportResult(path, kind, precision, k, skipped, time.perf_counter() - t0)
+        return path
+
+    def _build(self, kind: str, precision: str, k: int | None, deps: list[Path]) -> onnx.ModelProto:
+        import torch
+
+        from export import compose
+        from export.graphs import GuidedDenoiserStep, SpeechEncoderGraph
+
+        dtype = {"fp32": torch.float32, "fp16": torch.float16}[precision]
+        if kind == "speech_encoder":
+            from cafetalk_rt.nn.speech_encoder import build_speech_encoder
+
+            if self.model.config.speech_encoder != "whisper-tiny.en":
+                raise ValueError(f"export supports the whisper-tiny.en speech encoder, not {self.model.config.speech_encoder!r}")
+            return export_torch_graph(SpeechEncoderGraph(build_speech_encoder(), dtype), kind)
+        if kind == "denoiser_step":
+            return export_torch_graph(GuidedDenoiserStep(copy.deepcopy(self.model), self.schedule, dtype), kind)
+        if kind == "sampler":
+            m = self.model
+            return compose.build_sampler(onnx.load(str(deps[0])), k, self.schedule,
+                                         m.bs_mean.float().numpy(), m.bs_std.float().numpy())
+        return compose.build_end_to_end(onnx.load(str(deps[0])), onnx.load(str(deps[1])))
+
+
+def export_onnx(model_path: str | Path, out_dir: str | Path, *, num_inference_steps: tuple[int, ...] = (10,),
+                kinds: tuple[str, ...] = tuple(io_spec.GRAPHS), precisions: tuple[str, ...] = ("fp32",),
+                force: bool = False) -> list[ExportResult]:
+    """Write the graphs ``kinds`` × ``precisions`` (× K for per-K graphs) into ``out_dir``.
+
+    Dependencies (``sampler`` needs ``denoiser_step``; ``end_to_end`` needs ``speech_encoder`` and
+    ``sampler``) are written too. Up-to-date files are kept, except that ``force`` rebuilds the
+    graphs asked for (dependencies only when they are out of date).
+
+    Returns:
+        one :class:`ExportResult` per file, dependencies included.
+    Raises:
+        FileNotFoundError: no checkpoint at ``model_path``.
+        ValueError: unknown kind or precision, K < 1, or a speech encoder that cannot be exported.
+    """
+    bad = [k for k in kinds if k not in io_spec.GRAPHS] + [p for p in precisions if p not in io_spec.PRECISIONS]
+    if bad or any(int(k) < 1 for k in num_inference_steps):
+        raise ValueError(f"bad export request {bad or num_inference_steps}; graphs {list(io_spec.GRAPHS)}, "
+                         f"precisions {io_spec.PRECISIONS}, K >= 1")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ex = _Exporter(Path(model_path), out_dir, force)
+    wanted = [(kind, p, k) for p in precisions for kind in kinds
+              for k in (num_inference_steps if kind in io_spec.PER_K else (None,))]
+    ex.requested = {out_dir / io_spec.graph_filename(*w) for w in wanted}
+    for w in wanted:
+        ex.ensure(*w)
+    return list(ex.results.values())
+
+
+def graph_summary(path: Path) -> dict:
+    """{"nodes", "initializers", "bytes", "ops": {op: count}} of an ONNX file (for reports)."""
+    m = onnx.load(str(path))
+    ops: dict[str, int] = {}
+    for n in m.graph.node:
+        ops[n.op_type] = ops.get(n.op_type, 0) + 1
+    return {"nodes": len(m.graph.node), "initializers": len(m.graph.initializer),
+            "bytes": path.stat().st_size, "ops": dict(sorted(ops.items(), key=lambda kv: -kv[1]))}
+
