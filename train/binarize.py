@@ -118,7 +118,7 @@ def binarize(blendshapes: np.ndarray, fps: float, rng: np.random.Generator,
         pooled = max_pool_time(on[:, k], kernel)  # step 3
         for s, e in merge_runs(runs(pooled), gap, config.merge_prob, rng):  # step 4
             if e - s >= min_len:
-                value = float(np.clip(np.round(act[s:e, k].max(), 1), 0.1, 1.0))
+                value = min(1.0, max(0.1, round(float(act[s:e, k].max()), 1)))
                 out.append(Segment(k, s, e, value))
     return out
 
