@@ -50,6 +50,12 @@ def main(argv: list[str] | None = None) -> int:
     pe.add_argument("--with-demo-clip", action="store_true",
                     help="add the bundled real clip (scored against the reference only)")
     pe.add_argument("--json", default=None, help="also write the results here")
+    pa = sub.add_parser("evaluate-au", help="fine control: per-AU response, lip metrics with/without control")
+    pa.add_argument("--corpus", required=True)
+    pa.add_argument("--model", default=None, help="checkpoint with an adapter (default: the shipped model)")
+    pa.add_argument("--limit", type=int, default=8, help="test clips for the lip metrics")
+    pa.add_argument("--au-guidance-scale", type=float, default=None)
+    pa.add_argument("--json", default=None, help="also write the results here")
     args = ap.parse_args(argv)
     if args.cmd == "features":
         from train.features import cache_features
@@ -65,6 +71,21 @@ def main(argv: list[str] | None = None) -> int:
 
         kw = {f.name: getattr(args, f.name) for f in dataclasses.fields(Stage2Config)}
         print(f"checkpoint: {fit_adapter(Stage2Config(**kw), resume=args.resume)}")
+    elif args.cmd == "evaluate-au":
+        from cafetalk_rt.audio import load_audio
+        from cafetalk_rt.options import AnimateOptions
+        from cafetalk_rt.pipeline import DEMO_CLIP, Animator
+        from train.evaluate import _clips
+        from train.evaluate_au import report
+
+        opts = AnimateOptions() if args.au_guidance_scale is None else AnimateOptions(au_guidance_scale=args.au_guidance_scale)
+        clips = [(audio, true) for e, audio, true, fps in _clips(args.corpus, "test", 10_000)
+                 if fps == 25 and e["emotion"] == "neutral"][: args.limit]  # neutral: the prompt matches
+        res = report(Animator(args.model), load_audio(DEMO_CLIP), clips, opts)
+        print(json.dumps(res, indent=2))
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(res, f, indent=2)
     elif args.cmd == "evaluate":
         from train.evaluate import evaluate
 
