@@ -16,12 +16,14 @@ Graphs (all inputs carry the batch axis first, so Triton can batch requests):
   update rule inside (paper Eq. 6 combine per step, Song et al. 2021 Eq. 12), noise as input.
 * ``end_to_end``: ``speech_encoder`` feeding ``sampler``: waveform in, blendshapes out.
 
-Action-unit conditions (issue 3) are an extension point, not an input yet: the model has no AU
-adapter, so an AU input would be silently ignored. When the adapter lands, ``au_active``
-(B, T, n_au) float32 in {0, 1} (per-frame active AUs; the mask Z of Eq. 6 is its row max) and
-``au_guidance_scale`` (B,) float32 (β of Eq. 6) join ``denoiser_step``, ``sampler`` and
-``end_to_end`` (names reserved in :data:`RESERVED_INPUTS`), and metadata ``au_vocabulary``
-(today ``[]``) lists the AU names along the last axis.
+Action-unit conditions (issue 3) are an extension point, not an input yet. Stage-1 checkpoints
+(the shipped one) have no fine-control adapter, so an AU input would be silently ignored; the
+graphs are exported without one and the runtime refuses AU spans on exported-graph backends.
+For a stage-2 checkpoint the inputs would be, matching ``TorchBackend.sample(fine=...)`` and
+``cafetalk_rt.guidance.combine``: ``au`` (B, T, n_AU) float32 in [0, 1] (``cafetalk_rt.au``
+order), ``au_mask`` (B, T) bool (Z of Eq. 6) and ``au_guidance_scale`` (B,) float32 (β), with
+the fine branch as a fourth batch block (4B rows) in ``denoiser_step``; names reserved in
+:data:`RESERVED_INPUTS`, and metadata ``au_vocabulary`` (today ``[]``) would list the AU names.
 """
 from __future__ import annotations
 
@@ -44,7 +46,7 @@ DIMS: dict[str, tuple[int, int, int]] = {
     "num_feature_frames": (1, 250, 1500),  # T_a, 50 Hz speech-encoder frames
 }
 
-RESERVED_INPUTS = ("au_active", "au_guidance_scale")
+RESERVED_INPUTS = ("au", "au_mask", "au_guidance_scale")
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,21 @@
-"""Execution backends. Each is imported lazily, so ``import cafetalk_rt`` never pulls torch."""
+"""Execution backends. Each is imported lazily, so ``import cafetalk_rt`` never pulls torch.
+
+A backend is one file plus one entry in :data:`_LOADERS`: ``(module, loader function, what to
+pip install)``. Backends on exported graphs implement the engine protocol
+:class:`cafetalk_rt.backends.base.GraphRunner` and reuse ``graph_backend.GraphBackend``.
+"""
 from __future__ import annotations
 
-BACKENDS = ("torch",)
+import importlib
+
+_LOADERS: dict[str, tuple[str, str, str]] = {
+    "torch": ("cafetalk_rt.backends.torch_backend", "TorchBackend", "PyTorch: pip install torch"),
+    "onnxruntime": ("cafetalk_rt.backends.onnxruntime_backend", "load_onnxruntime_backend",
+                    "ONNX Runtime: pip install 'cafetalk-rt[export]'"),
+    "tensorrt": ("cafetalk_rt.backends.tensorrt_backend", "load_tensorrt_backend",
+                 "TensorRT and PyTorch with CUDA: pip install tensorrt"),
+}
+BACKENDS = tuple(_LOADERS)
 
 
 def load_backend(name: str, model_path, *, device: str = "cpu"):
@@ -11,10 +25,11 @@ def load_backend(name: str, model_path, *, device: str = "cpu"):
         ValueError: unknown backend name (lists the known ones).
         ImportError: the backend's package is missing (names the pip extra to install).
     """
-    if name == "torch":
-        try:
-            from cafetalk_rt.backends.torch_backend import TorchBackend
-        except ImportError as e:  # pragma: no cover - depends on the environment
-            raise ImportError(f"the torch backend needs PyTorch: pip install torch ({e})") from e
-        return TorchBackend(model_path, device=device)
-    raise ValueError(f"unknown backend {name!r}; available: {', '.join(BACKENDS)}")
+    if name not in _LOADERS:
+        raise ValueError(f"unknown backend {name!r}; available: {', '.join(BACKENDS)}")
+    module, attr, needs = _LOADERS[name]
+    try:
+        loader = getattr(importlib.import_module(module), attr)
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError(f"the {name} backend needs {needs} ({e})") from e
+    return loader(model_path, device=device)

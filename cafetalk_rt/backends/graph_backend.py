@@ -1,0 +1,126 @@
+"""The pipeline's backend protocol (``encode`` / ``sample``) on exported graphs, for any engine
+that provides a :class:`~cafetalk_rt.backends.base.GraphRunner` (ONNX Runtime, TensorRT).
+
+* ``encode``: the ``speech_encoder`` graph (log-mel inside).
+* ``sample`` with DDIM: ONE call of the fused ``sampler`` graph for K = ``num_inference_steps``
+  (all K steps, all CFG branches and the solver inside).
+* ``sample`` with DDPM or DPM-Solver++ (host-side samplers): the runtime's own sampler function
+  (:mod:`cafetalk_rt.samplers`, array-agnostic) drives the ``denoiser_step`` graph, which does the
+  batched CFG of one step.
+
+Graphs come from the export cache (:mod:`cafetalk_rt.backends.cache`), exported on first use;
+each one's metadata is checked against the checkpoint hash, K and precision, and a stale one is
+re-exported once.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from cafetalk_rt.backends.base import GraphInfo, GraphRunner, StaleGraphError, check_graph, make_feed, read_graph_info
+from cafetalk_rt.backends.cache import ensure_graphs, file_sha256
+from cafetalk_rt.errors import InputError
+from cafetalk_rt.samplers import SAMPLERS
+from cafetalk_rt.schedule import inference_timesteps, make_schedule
+
+log = logging.getLogger(__name__)
+
+OpenRunner = Callable[[Path], GraphRunner]
+
+
+class GraphBackend:
+    """Exported-graph backend.
+
+    Args:
+        name: backend name ("onnxruntime", "tensorrt").
+        model_path: the denoiser checkpoint the graphs are exported from (its hash keys the cache).
+        open_runner: ``path of an ONNX graph → GraphRunner`` (the engine).
+        precision: "fp32" or "fp16" graphs.
+    Raises:
+        RuntimeError: graphs are missing and cannot be exported here (message says what to do).
+        StaleGraphError: a graph stays stale after re-export.
+    """
+
+    def __init__(self, name: str, model_path: str | Path, open_runner: OpenRunner, *, precision: str = "fp32"):
+        self.name = name
+        self.model_path = Path(model_path)
+        self.precision = precision
+        self.model_sha256 = file_sha256(self.model_path)
+        self._open = open_runner
+        self._graphs: dict[tuple[str, int | None], tuple[GraphRunner, GraphInfo]] = {}
+        self._load([("speech_encoder", None), ("denoiser_step", None)])
+        #: metadata of the model (``fps`` etc.), read from the graphs
+        self.config: GraphInfo = self._graphs[("speech_encoder", None)][1]
+
+    def _load(self, wanted: list[tuple[str, int | None]]) -> None:
+        wanted = [w for w in wanted if w not in self._graphs]
+        if not wanted:
+            return
+        paths = ensure_graphs(self.model_path, wanted, self.precision)
+        try:
+            loaded = [self._open_checked(p, kind, k) for p, (kind, k) in zip(paths, wanted)]
+        except StaleGraphError as e:
+            log.warning("%s; re-exporting", e)
+            paths = ensure_graphs(self.model_path, wanted, self.precision, force=True)
+            loaded = [self._open_checked(p, kind, k) for p, (kind, k) in zip(paths, wanted)]
+        self._graphs.update(zip(wanted, loaded))
+
+    def _open_checked(self, path: Path, kind: str, k: int | None) -> tuple[GraphRunner, GraphInfo]:
+        runner = self._open(path)
+        try:
+            info = check_graph(read_graph_info(runner.metadata, source=str(path)), kind=kind, precision=self.precision,
+                               model_sha256=self.model_sha256, num_inference_steps=k, source=str(path))
+        except StaleGraphError:
+            runner.close()
+            raise
+        return runner, info
+
+    def graph(self, kind: str, num_inference_steps: int | None = None) -> tuple[GraphRunner, GraphInfo]:
+        """The loaded (runner, info) of one graph, exporting/loading it on first use."""
+        self._load([(kind, num_inference_steps)])
+        return self._graphs[(kind, num_inference_steps)]
+
+    def encode(self, audio: np.ndarray) -> np.ndarray:
+        """(L,) float32 16 kHz → (ceil(L / 320), 384) float32 speech features at 50 Hz."""
+        run, info = self.graph("speech_encoder")
+        return run(make_feed(info, audio=np.asarray(audio, np.float32)[None]))["audio_features"][0]
+
+    def sample(self, features: np.ndarray, noise: np.ndarray, *, emotion: int, intensity: int, options,
+               step_noise: np.ndarray | None = None, fine=None) -> np.ndarray:
+        """Denoise ``noise`` (B, T, 52) given ``features`` (B, T_a, 384); returns blendshapes
+        (B, T, 52) float32 (clipped to [0, 1] by the DDIM graph, unclipped for host samplers).
+        ``step_noise`` (K, B, T, 52) is required for DDPM.
+
+        Raises:
+            InputError: an AU condition (``fine``): the exported graphs have no AU inputs yet.
+        """
+        if fine is not None:
+            raise InputError(f"AU control is not in the exported graphs yet; use --backend torch for AU spans "
+                             f"(the {self.name} backend runs speech, emotion and intensity)")
+        b = noise.shape[0]
+        conds = {"emotion": np.full(b, emotion, np.int64), "intensity": np.full(b, intensity, np.float32),
+                 "guidance_scale": np.full(b, options.guidance_scale, np.float32),
+                 "audio_guidance_scale": np.full(b, options.audio_guidance_scale, np.float32)}
+        k = options.num_inference_steps
+        if options.sampler == "ddim":
+            run, info = self.graph("sampler", k)
+            return run(make_feed(info, noise=noise, audio_features=features, **conds))["blendshapes"]
+        run, info = self.graph("denoiser_step")
+
+        def denoiser(x_t: np.ndarray, t: int) -> np.ndarray:
+            feed = make_feed(info, x_t=x_t, timestep=np.full(b, t, np.int64), audio_features=features, **conds)
+            return run(feed)["x0_pred"]
+
+        schedule = make_schedule(info.schedule, info.num_train_timesteps)
+        timesteps = inference_timesteps(k, info.num_train_timesteps)
+        kwargs = {"noise": list(step_noise)} if options.sampler == "ddpm" else {}
+        x0 = SAMPLERS[options.sampler](denoiser, noise, timesteps, schedule, **kwargs)
+        return (x0 * info.bs_std + info.bs_mean).astype(np.float32)
+
+    def close(self) -> None:
+        for run, _ in self._graphs.values():
+            run.close()
+        self._graphs.clear()
