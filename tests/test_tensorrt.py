@@ -1,0 +1,105 @@
+"""TensorRT: a CPU check that every op and dtype of the exported graphs is one TensorRT's ONNX
+parser supports (``export/tensorrt_support.py``), and engine tests marked ``tensorrt`` that are
+skipped, and reported as skipped, where TensorRT or a GPU is missing (that is: on every machine
+this repository has been run on so far)."""
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("torch")
+
+from cafetalk_rt.backends.base import make_feed, read_graph_info  # noqa: E402
+from export import io_spec  # noqa: E402
+from export.onnx_export import export_onnx  # noqa: E402
+from export.tensorrt_support import SOURCE, SUPPORTED_OPS, unsupported  # noqa: E402
+from export.testing import write_tiny_checkpoint  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny_graphs(tmp_path_factory):
+    """Every graph kind in both precisions (shared with test_export_onnx: up-to-date files stay)."""
+    root = tmp_path_factory.getbasetemp()
+    ckpt = write_tiny_checkpoint(root / "tiny.safetensors")
+    export_onnx(ckpt, root / "tiny_graphs", num_inference_steps=(2,), precisions=("fp32", "fp16"))
+    return root / "tiny_graphs"
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+@pytest.mark.parametrize("kind", list(io_spec.GRAPHS))
+def test_every_op_and_dtype_is_supported_by_tensorrt(tiny_graphs, kind, precision):
+    path = tiny_graphs / io_spec.graph_filename(kind, precision, 2)
+    assert unsupported(onnx.load(str(path))) == [], f"see {SOURCE}"
+
+
+def test_support_check_catches_problems():
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [3])
+    axes = helper.make_tensor_value_info("axes", TensorProto.INT64, [1])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    z = helper.make_tensor_value_info("z", TensorProto.UINT16, None)
+    nodes = [helper.make_node("Unique", ["x"], ["u"]), helper.make_node("Unsqueeze", ["x", "axes"], ["y"]),
+             helper.make_node("Cast", ["x"], ["z"], to=TensorProto.UINT16)]
+    model = helper.make_model(helper.make_graph(nodes, "bad", [x, axes], [y, z]), opset_imports=[helper.make_opsetid("", 18)])
+    problems = "\n".join(unsupported(model))
+    assert "Unique" in problems and "build-time constant" in problems and "UINT16" in problems
+
+
+def test_support_table_has_what_our_graphs_rely_on():
+    for op in ("LayerNormalization", "Conv", "MatMul", "Softmax", "Erf", "ArgMin", "Expand", "Clip"):
+        assert "FLOAT16" in SUPPORTED_OPS[op] or op == "ArgMin"
+    assert "Loop" in SUPPORTED_OPS  # supported by TensorRT, but our graphs must not use it (ORT CUDA graphs)
+
+
+def test_profiles_are_ordered_and_named_like_the_graph_inputs():
+    for kind, spec in io_spec.GRAPHS.items():
+        profiles = io_spec.tensorrt_profiles(kind)
+        assert list(profiles) == spec.input_names
+        for lo, opt, hi in profiles.values():
+            assert all(a <= b <= c for a, b, c in zip(lo, opt, hi))
+
+
+def test_backend_needs_a_cuda_device():
+    from cafetalk_rt.backends import load_backend
+
+    with pytest.raises(ValueError, match="--device cuda"):
+        load_backend("tensorrt", "unused.safetensors", device="cpu")
+
+
+@pytest.mark.tensorrt
+def test_engine_matches_onnxruntime(tiny_graphs, tmp_path):
+    """fp16 engine of the fused sampler against ONNX Runtime fp32 (≤ 1e-2, the fp16 bound)."""
+    pytest.importorskip("tensorrt", reason="TensorRT is not installed")
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    from cafetalk_rt.backends.onnxruntime_backend import OnnxRuntimeRunner
+    from cafetalk_rt.backends.tensorrt_backend import TensorRTRunner
+    from export.tensorrt import ensure_engine
+
+    plan = ensure_engine(tiny_graphs / io_spec.graph_filename("sampler", "fp16", 2), cache_dir=tmp_path)
+    trt_run = TensorRTRunner(plan)
+    ort_run = OnnxRuntimeRunner(tiny_graphs / io_spec.graph_filename("sampler", "fp32", 2))
+    info = read_graph_info(ort_run.metadata)
+    rng = np.random.default_rng(0)
+    feed = make_feed(info, noise=rng.standard_normal((2, 50, 52)), audio_features=rng.standard_normal((2, 100, 384)),
+                     emotion=[1, 5], intensity=[2, 3], guidance_scale=[1.5, 2.0], audio_guidance_scale=[1.0, 1.2])
+    assert sorted(trt_run.input_names) == sorted(info.inputs)
+    got, ref = trt_run(feed)["blendshapes"], ort_run(feed)["blendshapes"]
+    assert np.abs(got - ref).max() <= 1e-2
+    assert ensure_engine(tiny_graphs / io_spec.graph_filename("sampler", "fp16", 2), cache_dir=tmp_path) == plan  # cached
+
+
+@pytest.mark.tensorrt
+def test_tensorrt_backend_animates(tmp_path):
+    pytest.importorskip("tensorrt", reason="TensorRT is not installed")
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    from cafetalk_rt.options import AnimateOptions
+    from cafetalk_rt.pipeline import Animator
+
+    audio = np.random.default_rng(0).standard_normal(16000).astype(np.float32) * 0.1
+    ref = Animator(backend="torch").animate(audio, AnimateOptions(num_inference_steps=4)).blendshapes
+    got = Animator(backend="tensorrt", device="cuda").animate(audio, AnimateOptions(num_inference_steps=4)).blendshapes
+    assert np.abs(got - ref).max() <= 1e-2
