@@ -111,6 +111,7 @@ class Animator:
         return self.backend.sample(features, x_t, emotion=emotion_index(options.emotion),
                                    intensity=options.intensity, options=options, step_noise=step_noise, **kw)[0]
 
-    def animate_file(self, path: str | Path, options: AnimateOptions | None = None) -> Animation:
+    def animate_file(self, path: str | Path, options: AnimateOptions | None = None, *,
+                     windows: WindowOptions | None = None) -> Animation:
         """Load an audio file (any rate/channels libsndfile reads) and animate it."""
-        return self.animate(load_audio(path), options, name=str(path))
+        return self.animate(load_audio(path), options, name=str(path), windows=windows)

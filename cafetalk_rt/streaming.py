@@ -172,6 +172,7 @@ class StreamingAnimator:
         if self._stitcher is None:
             self._stitcher = Stitcher(plan.overlap_frames)
         self._noise_until(plan.frame_span(indices[-1])[1])
+        log.debug("stream at %.2f s: windows %d-%d", self._received / SAMPLE_RATE, indices[0], indices[-1])
         for group in window_groups(plan, indices, self.options, self.windows):
             x0 = sample_group(self.animator.backend, self._audio[: self._audio_len], self._noise, plan, group,
                               self.options, audio_offset=self._audio_offset, noise_offset=self._noise_offset)
