@@ -36,7 +36,7 @@ is accepted as an alias of AU43: both close the lids; a short AU43 span is a bli
 
 The fine condition of one clip is ``au_intensity`` (T, n_AU) float32 in [0, 1] in
 ``AU_NAMES`` order plus ``au_mask`` (T,) bool marking the frames that carry an AU condition
-(paper Eq. 6, Z). An intensity of 0 inside the mask means "no control on this AU", not "force
+(paper Eq. 6, Z); the guidance applies it per channel with ``region_channel_mask``. An intensity of 0 inside the mask means "no control on this AU", not "force
 it off": training drops 80 % of AU entries, so a 0 is indistinguishable from a dropped entry.
 
 Span syntax (``parse_au_spans``): comma- or semicolon-separated items ``AU<n>=<intensity>@<start>-<end>``
@@ -50,7 +50,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cafetalk_rt.blendshapes import INDEX, MOUTH_NAMES, NUM_BLENDSHAPES
+from cafetalk_rt.blendshapes import INDEX, MOUTH_IDX, MOUTH_NAMES, NUM_BLENDSHAPES, UPPER_FACE_IDX
 from cafetalk_rt.errors import InputError
 from cafetalk_rt.frames import frame_times
 
@@ -129,6 +129,25 @@ def activation_from_blendshapes(blendshapes: np.ndarray) -> np.ndarray:
     norm = (m > 0).sum(axis=1).astype(np.float32)                      # channels per AU
     inv = np.where(m > 0, 1.0 / np.maximum(m, 1e-6), 0.0).astype(np.float32)
     return (np.asarray(blendshapes, np.float32) @ inv.T) / norm        # (..., T, n_AU)
+
+
+def region_channel_mask(au: np.ndarray, au_mask: np.ndarray) -> np.ndarray:
+    """Where the fine guidance term of Eq. 6 applies, per frame and channel: (…, T, 52) float32,
+    1 on the channels of the face region (upper: brows, eyes, cheeks, nose; lower: jaw and
+    mouth, ``blendshapes.MOUTH_NAMES``) of every AU active (intensity > 0) at a frame inside
+    ``au_mask``. The paper's Z is per frame; restricting it to the AUs' regions is our choice, so
+    that e.g. a brow raise cannot move the lips (measured: see docs/fine_control.md).
+
+    Args:
+        au: (…, T, n_AU) float intensities; au_mask: (…, T) bool.
+    """
+    au = np.asarray(au)
+    upper = np.array([ACTION_UNITS[n].region == "upper" for n in AU_NAMES])
+    on = (au > 0) & np.asarray(au_mask, bool)[..., None]  # (…, T, n_AU)
+    out = np.zeros(au.shape[:-1] + (NUM_BLENDSHAPES,), np.float32)
+    out[..., UPPER_FACE_IDX] = on[..., upper].any(axis=-1, keepdims=True)
+    out[..., MOUTH_IDX] = on[..., ~upper].any(axis=-1, keepdims=True)
+    return out
 
 
 def au_name(text: str) -> str:

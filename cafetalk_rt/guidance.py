@@ -12,8 +12,10 @@ branch, ``fine`` (A, C, F), is appended (B or 3B rows → 2B or 4B, still one ba
 
     x0 = [above] + β · Z ⊙ (G_{A,C,F} − G_{A,C})
 
-with β = ``au_guidance_scale`` and Z the (B, T, 1) mask of frames that carry an AU condition, so
-outside Z the result is exactly the one without AUs. The paper's Eq. 6 as we read it (paper.md,
+with β = ``au_guidance_scale`` and Z the mask of frames that carry an AU condition, (B, T, 1), or
+per channel (B, T, C) (the torch backend restricts it to the active AUs' face regions,
+``cafetalk_rt.au.region_channel_mask``, our choice), so outside Z the result is exactly the one
+without AUs. The paper's Eq. 6 as we read it (paper.md,
 secondary source) takes the fine difference against G_∅; we take it against G_{A,C}, so that
 β = 1 gives the fully conditioned model inside Z instead of counting G_{A,C} − G_∅ twice (our
 choice). β = 0 switches the control off; larger β strengthens it.
@@ -36,7 +38,7 @@ def num_branches(audio_guidance_scale: float, guidance_scale: float, fine: bool 
 def combine(x0_branches: Any, batch_size: int, audio_guidance_scale: float, guidance_scale: float,
             *, au_guidance_scale: float = 1.0, au_mask: Any = None) -> Any:
     """Combine (nB, T, C) branch predictions into (B, T, C); n = 1 or 3, or 2 or 4 with
-    ``au_mask`` (B, T, 1) (the fine branch last; Eq. 6, see module doc)."""
+    ``au_mask`` (B, T, 1) or (B, T, C) (the fine branch last; Eq. 6, see module doc)."""
     if au_mask is not None:
         g_fine = x0_branches[-batch_size:]
         base = combine(x0_branches[:-batch_size], batch_size, audio_guidance_scale, guidance_scale)
@@ -60,7 +62,7 @@ def guided_denoiser(
     au_mask: Any = None,
 ) -> Callable[[Any, int], Any]:
     """Wrap ``batched_denoiser(x_t (nB,T,C), t) -> x0 (nB,T,C)`` whose conditions are already laid
-    out as ``BRANCHES`` (then ``FINE_BRANCH`` when ``au_mask`` (B, T, 1) is given) into a
+    out as ``BRANCHES`` (then ``FINE_BRANCH`` when ``au_mask`` (B, T, 1 or C) is given) into a
     (B,T,C) → (B,T,C) denoiser for the samplers.
 
     ``repeat(x, n)`` tiles x n times along the batch axis (np.concatenate / torch.cat).

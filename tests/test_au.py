@@ -8,8 +8,8 @@ import pytest
 from cafetalk_rt import guidance
 from cafetalk_rt.au import (ACCEPTED_FORMS, ACTION_UNITS, AU_NAMES, NUM_AUS, UPPER_AUS, AUSpan,
                             activation_from_blendshapes, au_channel_indices, au_to_arkit_matrix, parse_au_spans,
-                            spans_to_condition)
-from cafetalk_rt.blendshapes import ARKIT_NAMES, MOUTH_NAMES
+                            region_channel_mask, spans_to_condition)
+from cafetalk_rt.blendshapes import ARKIT_NAMES, MOUTH_IDX, MOUTH_NAMES, UPPER_FACE_IDX
 from cafetalk_rt.errors import InputError
 
 REQUIRED = ("AU1", "AU2", "AU4", "AU5", "AU6", "AU7", "AU9", "AU10", "AU12", "AU14", "AU15", "AU17", "AU20",
@@ -116,3 +116,14 @@ def test_guided_denoiser_lays_out_the_fine_branch_last():
     base = 3.0 + 1.0 * (2.0 - 3.0) + 2.0 * (1.0 - 2.0)  # G∅ + s_a(G_A − G∅) + s_c(G_AC − G_A)
     np.testing.assert_allclose(out[0, :, 0], [base, base + 2.0 * 9.0, base + 2.0 * 9.0])
     assert calls == [4]  # all branches in ONE batched call
+
+
+def test_region_channel_mask_limits_guidance_to_the_active_aus_face_regions():
+    au, mask = spans_to_condition("AU1@0-1,AU12=0.5@0.5-1.5,AU26=0@1.6-1.8", 50, 25, 2.0)
+    z = region_channel_mask(au, mask)
+    assert z.shape == (50, 52) and z.dtype == np.float32
+    assert z[5, UPPER_FACE_IDX].all() and not z[5, MOUTH_IDX].any()  # brow raise only: no lip channel
+    assert z[20].all()  # AU1 and AU12 together: both regions
+    assert z[30, MOUTH_IDX].all() and not z[30, UPPER_FACE_IDX].any()
+    assert not z[42].any() and not z[45].any()  # intensity 0 or no span: no guidance
+    assert region_channel_mask(au[None], mask[None]).shape == (1, 50, 52)

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from cafetalk_rt import guidance
+from cafetalk_rt.au import region_channel_mask
 from cafetalk_rt.nn.checkpoint import load_denoiser
 from cafetalk_rt.samplers import SAMPLERS, sample_ddpm
 from cafetalk_rt.schedule import inference_timesteps, make_schedule
@@ -38,7 +39,8 @@ class TorchBackend:
         """Denoise ``noise`` (B, T, 52) given features (B, T_a, D_a); returns x0 in blendshape units
         (B, T, 52), not clipped. ``step_noise`` (K, B, T, 52) is required for DDPM. ``fine``:
         optional AU condition ``(au (B, T, n_AU) float32, au_mask (B, T) bool)`` at the model fps,
-        guided with ``options.au_guidance_scale`` inside the mask (Eq. 6, one batched call)."""
+        guided with ``options.au_guidance_scale`` inside the mask, on the active AUs' face regions
+        (Eq. 6 with ``au.region_channel_mask``; one batched call)."""
         dev = self.device
         b = noise.shape[0]
         n_base = guidance.num_branches(options.audio_guidance_scale, options.guidance_scale)
@@ -53,7 +55,7 @@ class TorchBackend:
             au, mask = (torch.from_numpy(np.asarray(a)).to(dev) for a in fine)  # (B, T, n_AU), (B, T)
             fine_keep = torch.tensor([0.0] * n_base + [1.0], device=dev).repeat_interleave(b)  # (nB,)
             fine_kw = {"au": au.float().repeat(n, 1, 1), "au_mask": mask.repeat(n, 1), "fine_keep": fine_keep}
-            au_mask = mask.float()[..., None]  # (B, T, 1)
+            au_mask = torch.from_numpy(region_channel_mask(*fine)).to(dev)  # (B, T, 52)
 
         def batched(x_t, t):
             tt = torch.full((x_t.shape[0],), t, dtype=torch.int64, device=dev)
