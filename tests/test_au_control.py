@@ -1,6 +1,7 @@
 """Behaviour of the trained fine-control adapter in the shipped model, on real speech it never
 saw (the bundled CMU ARCTIC clip) and, when the generated corpus is present, on held-out clips
 with ground truth. Metrics are defined in ``train/evaluate_au.py``."""
+import os
 from pathlib import Path
 
 import numpy as np
@@ -13,13 +14,22 @@ from cafetalk_rt.options import AnimateOptions
 from cafetalk_rt.pipeline import DEFAULT_MODEL
 from train.evaluate_au import au_response, control_options, guidance_sweep, middle_span
 
-pytestmark = pytest.mark.skipif(read_adapter_config(DEFAULT_MODEL) is None,
-                                reason="the shipped model has no fine-control adapter yet")
+#: A candidate checkpoint can be checked before it ships: CAFETALK_AU_MODEL=path pytest ...
+MODEL = Path(os.environ.get("CAFETALK_AU_MODEL", DEFAULT_MODEL))
+pytestmark = pytest.mark.skipif(read_adapter_config(MODEL) is None,
+                                reason=f"{MODEL.name} has no fine-control adapter (stage 2)")
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "corpus"
 
 #: Thresholds (blendshape units): inside ≥ RATIO × outside and by MARGIN; the rest of the face
 #: moves on average by at most REST_MAE (largest single channel: REST_MAX).
 RATIO, MARGIN, REST_MAE, REST_MAX = 3.0, 0.15, 0.03, 0.15
+
+
+@pytest.fixture(scope="module")
+def animator():
+    from cafetalk_rt.pipeline import Animator
+
+    return Animator(MODEL)
 
 
 @pytest.fixture(scope="module")
