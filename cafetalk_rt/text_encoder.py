@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Protocol, runtime_checkable
 
@@ -63,6 +64,21 @@ def _require_transformers():
         raise ImportError(f"text instructions need torch and transformers ({e}); "
                           "install with: pip install 'cafetalk-rt[instructions]'") from None
     return torch, transformers
+
+
+@contextmanager
+def _quiet(transformers):
+    """Silence transformers' load reports and progress bars while loading (restored after)."""
+    utils = transformers.utils.logging
+    level, bars = utils.get_verbosity(), utils.is_progress_bar_enabled()
+    utils.set_verbosity_error()
+    utils.disable_progress_bar()
+    try:
+        yield
+    finally:
+        utils.set_verbosity(level)
+        if bars:
+            utils.enable_progress_bar()
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:
@@ -126,8 +142,10 @@ class MiniLMEncoder(_HFEncoder):
             self.name = f"minilm:{Path(model_dir).name}"
         super().__init__(model_dir, device=device, batch_size=batch_size, max_length=max_length)
         _, transformers = _require_transformers()
-        self.tokenizer = transformers.AutoTokenizer.from_pretrained(self.model_dir, local_files_only=True)
-        self.model = transformers.AutoModel.from_pretrained(self.model_dir, local_files_only=True).to(device).eval()
+        with _quiet(transformers):
+            self.tokenizer = transformers.AutoTokenizer.from_pretrained(self.model_dir, local_files_only=True)
+            self.model = transformers.AutoModel.from_pretrained(self.model_dir, local_files_only=True)
+        self.model = self.model.to(device).eval()
         self.dim = int(self.model.config.hidden_size)
 
     def _pool(self, batch):
@@ -161,8 +179,10 @@ class CLIPTextEncoder(_HFEncoder):
             text_config.projection_dim = config.projection_dim
         self.projected = self._has_projection_weights()
         cls = transformers.CLIPTextModelWithProjection if self.projected else transformers.CLIPTextModel
-        self.tokenizer = transformers.AutoTokenizer.from_pretrained(self.model_dir, local_files_only=True)
-        self.model = cls.from_pretrained(self.model_dir, config=text_config, local_files_only=True).to(device).eval()
+        with _quiet(transformers):
+            self.tokenizer = transformers.AutoTokenizer.from_pretrained(self.model_dir, local_files_only=True)
+            self.model = cls.from_pretrained(self.model_dir, config=text_config, local_files_only=True)
+        self.model = self.model.to(device).eval()
         self.dim = int(text_config.projection_dim if self.projected else text_config.hidden_size)
         self.name = f"clip:{self.model_dir.name}"
         self.max_length = min(self.max_length, int(text_config.max_position_embeddings))
