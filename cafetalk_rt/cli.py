@@ -42,6 +42,15 @@ def _animate_parser(sub) -> None:
                         "(AU<n>=<intensity 0..1>@<start_s>-<end_s>; see README for the AU list)")
     p.add_argument("--au-guidance-scale", type=float, default=d.au_guidance_scale,
                    help="guidance scale of the AU condition inside its spans (0 = off, 1 = plain conditional)")
+    p.add_argument("--instruction", default=None, metavar="TEXT",
+                   help='free-text fine control, e.g. "smile broadly from 2 to 3 seconds" (times: "from 2 to 3 s", '
+                        '"at the start/end", "in the middle", "for the last second", "throughout"; see README '
+                        '"Text instructions"); its AU spans are added to --au')
+    p.add_argument("--instruction-detector", default=None, metavar="PATH",
+                   help="text → AU detector checkpoint for --instruction (default: the shipped one)")
+    p.add_argument("--text-encoder", default=None, metavar="SPEC",
+                   help="text encoder of the detector: minilm (default), hf:/dir or clip:/dir "
+                        "(a detector trained for that encoder: python -m train.instructions --text-encoder SPEC)")
     p.add_argument("--model", default=None, help="denoiser checkpoint (default: the shipped model)")
     p.add_argument("--backend", default="torch")
     p.add_argument("--device", default="cpu")
@@ -65,7 +74,7 @@ def _animate(args) -> int:
     options = AnimateOptions(emotion=args.emotion, intensity=args.intensity, seed=args.seed,
                              num_inference_steps=args.num_inference_steps, guidance_scale=args.guidance_scale,
                              audio_guidance_scale=args.audio_guidance_scale, sampler=args.sampler, fps=args.fps,
-                             au_spans=args.au, au_guidance_scale=args.au_guidance_scale)
+                             au_spans=args.au, au_guidance_scale=args.au_guidance_scale, instruction=args.instruction)
     check_output_path(args.output, overwrite=args.overwrite)  # fail before the slow part
     if Path(args.output).suffix.lower() not in SUPPORTED_EXTENSIONS:
         raise InputError(f"unsupported output extension in {args.output!r}; use one of {', '.join(SUPPORTED_EXTENSIONS)}")
@@ -80,8 +89,9 @@ def _animate(args) -> int:
         check_preview_path(args.preview, overwrite=args.overwrite)
         preview_options = options_from_args(args)
     audio = load_audio(args.input)
+    detector = _instruction_detector(args, options, audio)  # reads the instruction before the slow part
     t0 = time.perf_counter()
-    animator = Animator(args.model, backend=args.backend, device=args.device)
+    animator = Animator(args.model, backend=args.backend, device=args.device, instruction_detector=detector)
     t1 = time.perf_counter()
     anim = animator.animate(audio, options, name=args.input)
     t2 = time.perf_counter()
@@ -91,6 +101,8 @@ def _animate(args) -> int:
             "sampler": options.sampler, "model": str(animator.model_path)}
     if options.au_spans:
         meta.update(au=args.au, au_guidance_scale=options.au_guidance_scale)
+    if options.instruction:
+        meta.update(instruction=options.instruction, au_guidance_scale=options.au_guidance_scale)
     path = save_animation(args.output, anim.blendshapes, anim.fps, overwrite=args.overwrite, metadata=meta)
     print(f"{path}: {anim.num_frames} frames at {anim.fps:g} fps ({anim.duration_s:.2f} s of audio); "
           f"model load {t1 - t0:.2f} s, animate {t2 - t1:.2f} s (rtf {(t2 - t1) / anim.duration_s:.3f})")
@@ -106,6 +118,23 @@ def _animate(args) -> int:
         print_result(render_preview(args.preview, audio, anim.blendshapes, anim.fps, label=Path(args.output).name,
                                     options=preview_options, overwrite=args.overwrite, audio_name=str(args.input)))
     return 0
+
+
+def _instruction_detector(args, options, audio):
+    """The text → AU detector for ``--instruction`` (None without one); prints the AU spans the
+    instruction becomes, so a bad instruction fails before the model loads."""
+    if not options.instruction:
+        return None
+    from cafetalk_rt.frames import SAMPLE_RATE
+    from cafetalk_rt.instructions import InstructionDetector, default_detector, format_spans, instruction_to_spans
+
+    if args.instruction_detector or args.text_encoder:
+        detector = InstructionDetector.load(args.instruction_detector, text_encoder=args.text_encoder)
+    else:
+        detector = default_detector()
+    spans = instruction_to_spans(options.instruction, audio.shape[0] / SAMPLE_RATE, detector=detector)
+    print(f"instruction → --au \"{format_spans(spans)}\"")
+    return detector
 
 
 #: Modules that add a subcommand: each has ``register(sub)`` which calls ``sub.add_parser(...)``

@@ -105,8 +105,9 @@ def sample_group(backend, audio: np.ndarray, noise: np.ndarray, plan: WindowPlan
     Raises:
         InputError: ``options.au_spans`` without ``fine`` (e.g. streaming, not supported yet).
     """
-    if getattr(options, "au_spans", ()) and fine is None:
-        raise InputError("AU spans need the whole clip: use Animator.animate (streaming does not support them yet)")
+    if (getattr(options, "au_spans", ()) or getattr(options, "instruction", None)) and fine is None:
+        raise InputError("AU spans and instructions need the whole clip: use Animator.animate "
+                         "(streaming does not support them yet)")
     features = encode_windows(backend, audio, plan, group, audio_offset=audio_offset)  # (B, T_a, D_a)
     spans = [plan.frame_span(i) for i in group]
     x_t = np.stack([noise[s - noise_offset : e - noise_offset] for s, e in spans])  # (B, T_i, 52)

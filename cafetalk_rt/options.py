@@ -38,6 +38,9 @@ class AnimateOptions:
             ``AUSpan``); spans must end within the audio. Empty = no fine control.
         au_guidance_scale: β of the mask-based CFG (paper Eq. 6), applied only on frames inside
             the spans; 0 = no control, 1 = the conditional model, larger = stronger.
+        instruction: free-text fine control, e.g. ``"smile broadly from 2 to 3 seconds"``; turned
+            into AU spans for the clip's duration (``cafetalk_rt.instructions.parse_instruction``)
+            and added to ``au_spans`` before sampling. None = no instruction.
     """
 
     emotion: str = "neutral"
@@ -50,12 +53,16 @@ class AnimateOptions:
     fps: int = 25
     au_spans: tuple[AUSpan, ...] = ()
     au_guidance_scale: float = DEFAULT_AU_GUIDANCE_SCALE
+    instruction: str | None = None
 
     def __post_init__(self):
         spans = parse_au_spans(self.au_spans) if isinstance(self.au_spans, str) else tuple(self.au_spans)
         if not all(isinstance(s, AUSpan) for s in spans):
             raise InputError(f"au_spans must be AUSpan objects or a span string, got {self.au_spans!r}")
         object.__setattr__(self, "au_spans", spans)
+        if self.instruction is not None and (not isinstance(self.instruction, str) or not self.instruction.strip()):
+            raise InputError(f"instruction must be a non-empty string such as \"smile from 2 to 3 seconds\", "
+                             f"got {self.instruction!r}")
         try:
             emotion_index(self.emotion)
             check_intensity(self.intensity)

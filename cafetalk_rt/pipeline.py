@@ -50,13 +50,18 @@ class Animator:
         model_path: denoiser checkpoint (default: the shipped model).
         backend: "torch" (more backends come with the exported graphs).
         device: "cpu" or "cuda[:N]" for the torch backend.
+        instruction_detector: text → AU detector for ``AnimateOptions.instruction``: an
+            ``InstructionDetector`` or a checkpoint path; default the shipped one (loaded, with its
+            text encoder, on the first instruction).
     Raises:
         FileNotFoundError: the checkpoint does not exist.
     """
 
-    def __init__(self, model_path: str | Path | None = None, *, backend: str = "torch", device: str = "cpu"):
+    def __init__(self, model_path: str | Path | None = None, *, backend: str = "torch", device: str = "cpu",
+                 instruction_detector=None):
         from cafetalk_rt.backends import load_backend
 
+        self.instruction_detector = instruction_detector
         self.model_path = Path(model_path) if model_path else DEFAULT_MODEL
         if not self.model_path.is_file():
             raise FileNotFoundError(f"model checkpoint not found: {self.model_path}")
@@ -77,7 +82,8 @@ class Animator:
             Animation with blendshapes (round(duration_s · fps), 52) float32 in [0, 1].
         Raises:
             AudioInputError: empty, silent, non-finite or too short audio.
-            InputError: bad ``windows`` values; AU spans ending after the audio.
+            InputError: bad ``windows`` values; AU spans ending after the audio; an instruction
+                that cannot be read (``cafetalk_rt.instructions.parse_instruction``).
         """
         options = options or AnimateOptions()
         windows = windows or WindowOptions()
@@ -85,8 +91,9 @@ class Animator:
         duration_s = audio.shape[0] / SAMPLE_RATE
         plan = plan_windows(audio.shape[0], self.model_fps, windows)
         fine = None
-        if options.au_spans:  # (T, n_AU), (T,) at the model fps
-            fine = spans_to_condition(options.au_spans, num_frames(audio.shape[0], self.model_fps),
+        spans = options.au_spans + self.instruction_spans(options.instruction, duration_s)
+        if spans:  # (T, n_AU), (T,) at the model fps
+            fine = spans_to_condition(spans, num_frames(audio.shape[0], self.model_fps),
                                       self.model_fps, duration_s)
         if plan.windowed:
             x0 = animate_windows(self.backend, audio, plan, options, windows, fine=fine)  # (T, 52)
@@ -99,6 +106,18 @@ class Animator:
         if options.fps != self.model_fps:
             blend = np.clip(resample_sequence(blend, self.model_fps, t_out, options.fps), 0.0, 1.0)
         return Animation(blendshapes=blend, fps=float(options.fps), duration_s=duration_s, options=options)
+
+    def instruction_spans(self, instruction: str | None, duration_s: float) -> tuple:
+        """AU spans (``AUSpan`` tuple) of a free-text instruction for a clip of ``duration_s``
+        seconds; () for None. Raises InputError for text that cannot be read."""
+        if instruction is None:
+            return ()
+        from cafetalk_rt.instructions import InstructionDetector, default_detector, instruction_to_spans
+
+        if not isinstance(self.instruction_detector, InstructionDetector):
+            path = self.instruction_detector
+            self.instruction_detector = InstructionDetector.load(path) if path else default_detector()
+        return instruction_to_spans(instruction, duration_s, detector=self.instruction_detector)
 
     def _animate_one(self, audio: np.ndarray, options: AnimateOptions, fine=None) -> np.ndarray:
         """One window: (L,) float32 16 kHz → (T, 52) float32 x0, not clipped. ``fine``: optional
