@@ -59,7 +59,8 @@ def _named(words: str) -> str:
 _START = r"(?:at|in|near|toward|towards)\s+the\s+(?:very\s+)?(?:start|beginning|outset|onset)|at\s+first|early\s+on"
 _END = r"(?:at|in|near|toward|towards|by)\s+the\s+(?:very\s+)?(?:end|finish|close)|at\s+the\s+last\s+moment"
 _MIDDLE = r"(?:in|around|at)\s+the\s+(?:very\s+)?middle|halfway\s+through|midway(?:\s+through)?|mid-?way"
-_ALL = (r"throughout(?:\s+the\s+(?:whole\s+|entire\s+)?(?:clip|audio|recording|sentence|speech|video|animation))?|the\s+whole\s+time|all\s+the\s+time|the\s+entire\s+time|all\s+along|continuously|"
+_ALL = (r"throughout(?:\s+the\s+(?:whole\s+|entire\s+)?(?:clip|audio|recording|sentence|speech|video|animation))?|"
+        r"the\s+whole\s+time|all\s+the\s+time|the\s+entire\s+time|all\s+along|continuously|"
         r"(?:for|during)\s+the\s+(?:whole|entire)\s+(?:clip|audio|recording|sentence|speech|video|animation|time)|"
         r"from\s+(?:start|beginning)\s+to\s+(?:finish|end)|all\s+the\s+way\s+through|the\s+whole\s+way\s+through")
 _FIRST_LAST = (r"(?:(?:for|during|in|over|within)\s+)?the\s+(?P<which>first|last|final|opening|closing)\s+"

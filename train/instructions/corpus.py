@@ -147,7 +147,8 @@ def time_phrase(d: float, rng) -> tuple[str, float, float]:
         (f"for the first {sn} seconds", 0.0, n), (f"for the last {sn} seconds", d - n, d),
         ("for the last second", d - 1.0, d), ("for the first second", 0.0, 1.0),
         ("during the last half second", d - 0.5, d), ("at the start", 0.0, edge), ("at the beginning", 0.0, edge),
-        ("at the end", d - edge, d), ("at the very end", d - edge, d), ("in the middle", d / 2 - edge / 2, d / 2 + edge / 2),
+        ("at the end", d - edge, d), ("at the very end", d - edge, d),
+        ("in the middle", d / 2 - edge / 2, d / 2 + edge / 2),
         ("throughout", 0.0, d), ("the whole time", 0.0, d), ("in the first half", 0.0, d / 2),
         ("in the second half", d / 2, d), ("for the whole clip", 0.0, d), ("", 0.0, d),
     ]
@@ -250,6 +251,7 @@ def random_split(examples: list[Example], seed: int = DEFAULT_SEED) -> list[Exam
     unique = list({e.text: e for e in examples}.values())
     order = np.random.default_rng([seed, 4]).permutation(len(unique))
     cut = np.cumsum([int(round(f * len(unique))) for f in SPLIT_FRACTIONS[:2]])
-    names = np.where(np.arange(len(unique)) < cut[0], "train", np.where(np.arange(len(unique)) < cut[1], "val", "test"))
+    rank = np.arange(len(unique))
+    names = np.where(rank < cut[0], "train", np.where(rank < cut[1], "val", "test"))
     return [Example(unique[i].text, unique[i].labels, unique[i].intensity, str(names[r]), unique[i].phrasing)
             for r, i in enumerate(order)]

@@ -78,7 +78,8 @@ AU_PHRASES: dict[tuple[str, ...], tuple[str, ...]] = {
         "squish {your} cheeks up{adv}"),
     ("AU7",): (
         "squint{adv}", "narrow {your} eyes{adv}", "tighten {your} eyelids{adv}", "tense {your} lids{adv}",
-        "make {your} eyes narrow{adv}", "give a{adj} squint", "tighten the skin around {your} eyes{adv}", "peer suspiciously{adv}", "squint {your} eyes{adv}",
+        "make {your} eyes narrow{adv}", "give a{adj} squint", "tighten the skin around {your} eyes{adv}",
+        "peer suspiciously{adv}", "squint {your} eyes{adv}",
         "tense {your} lower eyelids{adv}", "narrow {your} gaze{adv}"),
     ("AU9",): (
         "wrinkle {your} nose{adv}", "scrunch {your} nose{adv}", "crinkle {your} nose{adv}",
@@ -98,7 +99,8 @@ AU_PHRASES: dict[tuple[str, ...], tuple[str, ...]] = {
         "dimple{adv}", "show {your} dimples{adv}", "tuck in the corners of {your} mouth{adv}",
         "press {your} lip corners inward{adv}", "make {your} dimples appear{adv}",
         "tighten the corners of {your} mouth{adv}", "pull {your} mouth corners in{adv}",
-        "deepen {your} dimples{adv}", "give a{adj} dimpled look", "make a{adj} dimple", "tuck {your} mouth corners{adv}"),
+        "deepen {your} dimples{adv}", "give a{adj} dimpled look", "make a{adj} dimple",
+        "tuck {your} mouth corners{adv}"),
     ("AU15",): (
         "pull the corners of {your} mouth down{adv}", "turn down {your} mouth{adv}", "droop {your} lip corners{adv}",
         "turn {your} lips downward{adv}", "lower the corners of {your} lips{adv}",
@@ -113,7 +115,8 @@ AU_PHRASES: dict[tuple[str, ...], tuple[str, ...]] = {
     ("AU20",): (
         "stretch {your} lips{adv}", "pull {your} lips sideways{adv}", "pull {your} lip corners outward{adv}",
         "tense {your} lips toward {your} ears{adv}", "grimace{adv}", "make a{adj} grimace",
-        "spread {your} lips horizontally{adv}", "draw {your} mouth corners back{adv}", "make a{adj} tense lip stretch",
+        "spread {your} lips horizontally{adv}", "draw {your} mouth corners back{adv}",
+        "make a{adj} tense lip stretch",
         "stretch the corners of {your} mouth to the sides{adv}"),
     ("AU23",): (
         "tighten {your} lips{adv}", "thin {your} lips{adv}", "roll {your} lips in{adv}", "narrow {your} lips{adv}",
@@ -149,10 +152,12 @@ EMOTION_PHRASES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         "seem{deg} glad", "show{adj} happiness", "be{deg} happy", "act{deg} thrilled", "look{deg} content")),
     "sad": (("AU1", "AU4", "AU15"), (
         "look{deg} sad", "look{deg} unhappy", "look{deg} sorrowful", "look{deg} gloomy", "look{deg} miserable",
-        "seem{deg} depressed", "appear{deg} heartbroken", "show{adj} sadness", "be{deg} downcast", "look{deg} dejected")),
+        "seem{deg} depressed", "appear{deg} heartbroken", "show{adj} sadness", "be{deg} downcast",
+        "look{deg} dejected")),
     "surprised": (("AU1", "AU2", "AU5", "AU26"), (
         "look{deg} surprised", "look{deg} astonished", "look{deg} amazed", "look{deg} shocked",
-        "seem{deg} startled", "appear{deg} stunned", "show{adj} surprise", "be{deg} astounded", "look{deg} flabbergasted")),
+        "seem{deg} startled", "appear{deg} stunned", "show{adj} surprise", "be{deg} astounded",
+        "look{deg} flabbergasted")),
     "fear": (("AU1", "AU2", "AU4", "AU5", "AU7", "AU20", "AU26"), (
         "look{deg} scared", "look{deg} afraid", "look{deg} frightened", "look{deg} terrified",
         "seem{deg} fearful", "appear{deg} panicked", "show{adj} fear", "look{deg} horrified", "look{deg} petrified")),
@@ -161,10 +166,12 @@ EMOTION_PHRASES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         "show{adj} anger", "look{deg} annoyed", "be{deg} livid", "look{deg} outraged")),
     "disgusted": (("AU9", "AU10", "AU15"), (
         "look{deg} disgusted", "look{deg} grossed out", "look{deg} repulsed", "look{deg} revolted",
-        "seem{deg} nauseated", "show{adj} disgust", "appear{deg} sickened", "look{deg} appalled", "look{deg} nauseous")),
+        "seem{deg} nauseated", "show{adj} disgust", "appear{deg} sickened", "look{deg} appalled",
+        "look{deg} nauseous")),
     "contempt": (("AU12", "AU14"), (
         "look{deg} contemptuous", "look{deg} scornful", "look{deg} disdainful", "seem{deg} smug",
-        "show{adj} contempt", "appear{deg} condescending", "look{deg} dismissive", "look{deg} superior", "look{deg} haughty")),
+        "show{adj} contempt", "appear{deg} condescending", "look{deg} dismissive", "look{deg} superior",
+        "look{deg} haughty")),
 }
 
 #: Requests with no AU of the vocabulary (head, body, gaze, voice, neutral face): label = {}.
@@ -178,7 +185,8 @@ NEGATIVE_PHRASES: tuple[str, ...] = (
     "lean back{adv}", "move {your} head up{adv}", "look away{adv}", "turn around{adv}", "sing a song{adv}",
     "whisper the words{adv}", "bow{adv}", "look up at the ceiling{adv}", "lower {your} voice{adv}",
     "turn {your} head to the right{adv}", "look down at the floor{adv}", "scratch {your} head{adv}",
-    "tap {your} foot{adv}", "speak slowly{adv}", "pause for a moment{adv}", "take a deep breath{adv}", "hold still{adv}",
+    "tap {your} foot{adv}", "speak slowly{adv}", "pause for a moment{adv}", "take a deep breath{adv}",
+    "hold still{adv}",
 )
 
 #: Sentence frames. ``{act}`` is the phrase; the frame fixes the possessive used in ``{your}``.

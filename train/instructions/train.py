@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -98,7 +98,8 @@ def training_sets(labels: np.ndarray) -> np.ndarray:
     return np.array(sorted({tuple(int(v) for v in row) for row in np.asarray(labels) > 0.5}), np.float32)
 
 
-def fit(x: np.ndarray, labels: np.ndarray, intensity: np.ndarray, config: DetectorConfig = DetectorConfig()) -> DetectorNet:
+def fit(x: np.ndarray, labels: np.ndarray, intensity: np.ndarray,
+        config: DetectorConfig = DetectorConfig()) -> DetectorNet:
     """Train on embeddings x (N, D) float32, labels (N, n_AU) {0, 1}, intensity (N, n_AU)."""
     torch.manual_seed(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
@@ -134,7 +135,8 @@ def metrics(pred: np.ndarray, inten: np.ndarray, labels: np.ndarray, target_int:
     neg = ~true.any(1)
     per_au = {}
     for k, name in enumerate(au_names):
-        tp, fp, fn = int((pred[:, k] & true[:, k]).sum()), int((pred[:, k] & ~true[:, k]).sum()), int((~pred[:, k] & true[:, k]).sum())
+        p_k, t_k = pred[:, k], true[:, k]
+        tp, fp, fn = int((p_k & t_k).sum()), int((p_k & ~t_k).sum()), int((~p_k & t_k).sum())
         p, r = tp / max(tp + fp, 1), tp / max(tp + fn, 1)
         per_au[name] = {"precision": round(p, 4), "recall": round(r, 4), "f1": round(2 * p * r / max(p + r, 1e-9), 4),
                         "support": int(true[:, k].sum())}
@@ -184,6 +186,3 @@ def save_detector(detector: InstructionDetector, path: str | Path) -> Path:
     tmp.replace(path)
     return path
 
-
-def config_dict(config: DetectorConfig) -> dict:
-    return asdict(config)
