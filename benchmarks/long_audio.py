@@ -85,7 +85,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--minutes", type=float, default=5.0)
     ap.add_argument("--steps", type=int, default=None, help="K (default: the library default)")
-    ap.add_argument("--stream-s", type=float, default=40.0, help="seconds of audio streamed per setting")
+    ap.add_argument("--stream-s", type=float, default=40.0, help="seconds of audio streamed per setting (0: skip)")
     ap.add_argument("--skip-offline", action="store_true")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
@@ -96,9 +96,10 @@ def main(argv=None) -> int:
               "sampler": options.sampler, "guidance_scale": options.guidance_scale}
     if not args.skip_offline:
         result["offline"] = offline(animator, recording(clip, 60 * args.minutes), options)
-    audio = recording(clip, args.stream_s)
-    result["streaming"] = [streaming(animator, audio, options, w, c)
-                           for w in (WindowOptions(), LOW_LATENCY) for c in (0.1, 0.5)]
+    if args.stream_s > 0:
+        audio = recording(clip, args.stream_s)
+        result["streaming"] = [streaming(animator, audio, options, w, c)
+                               for w in (WindowOptions(), LOW_LATENCY) for c in (0.1, 0.5)]
     text = json.dumps(result, indent=1)
     print(text)
     if args.out:

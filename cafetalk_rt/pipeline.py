@@ -76,7 +76,8 @@ class Animator:
         Args:
             audio: (L,) or (L, channels) float audio at ``sample_rate`` Hz.
             windows: how audio longer than one window is cut (default ``WindowOptions()``:
-                10 s windows, 1 s overlap, 1 s encoder context, ≤ 16 windows per batch).
+                10 s windows, 1 s overlap, 1 s encoder context, windows per backend call
+                chosen for the device).
                 Clips up to ``window_s`` are animated in one piece.
         Returns:
             Animation with blendshapes (round(duration_s · fps), 52) float32 in [0, 1].

@@ -4,9 +4,10 @@
 as :meth:`Animator.animate <cafetalk_rt.pipeline.Animator.animate>` (same ``WindowOptions``),
 draws the same global noise, denoises each window once its audio and right context have
 arrived, and joins windows with the same :class:`~cafetalk_rt.windows.Stitcher`. Its frames
-equal the offline ones; the only difference is how windows share backend batches (one or a few
-per call here, up to ``max_batch`` offline), which changes float rounding by ≲ 1e-5
-(tests/test_streaming.py pins the tolerance).
+equal the offline ones: bit-identical when both paths put the same windows in a backend call
+(always with one window per call, the CPU default); with ``max_batch`` > 1 streaming batches
+only the windows completed by one push, and batch-size float rounding differs by ≲ 1e-5
+(tests/test_streaming.py pins both).
 
 Look-ahead: frames come out a window at a time. The first frames need
 ``window_s + context_s`` of audio (11 s with the defaults: see :attr:`first_frame_delay_s`);
@@ -29,7 +30,7 @@ from cafetalk_rt.blendshapes import NUM_BLENDSHAPES
 from cafetalk_rt.errors import AudioInputError, InputError
 from cafetalk_rt.frames import (SAMPLE_RATE, first_source_frame, frame_start_sample, num_frames,
                                 num_resampled_ready, resample_frames)
-from cafetalk_rt.longform import initial_noise_frames, sample_group, window_groups
+from cafetalk_rt.longform import initial_noise_frames, sample_group, window_groups, windows_per_call
 from cafetalk_rt.options import AnimateOptions
 from cafetalk_rt.windows import Stitcher, WindowOptions, WindowPlan, plan_windows
 
@@ -173,7 +174,8 @@ class StreamingAnimator:
             self._stitcher = Stitcher(plan.overlap_frames)
         self._noise_until(plan.frame_span(indices[-1])[1])
         log.debug("stream at %.2f s: windows %d-%d", self._received / SAMPLE_RATE, indices[0], indices[-1])
-        for group in window_groups(plan, indices, self.options, self.windows):
+        max_batch = windows_per_call(self.animator.backend, self.windows)
+        for group in window_groups(plan, indices, self.options, max_batch):
             x0 = sample_group(self.animator.backend, self._audio[: self._audio_len], self._noise, plan, group,
                               self.options, audio_offset=self._audio_offset, noise_offset=self._noise_offset)
             if not np.all(np.isfinite(x0)):

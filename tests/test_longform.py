@@ -111,7 +111,7 @@ def test_noise_is_shared_by_overlapping_windows():
 def test_ddpm_groups_are_capped():
     plan = plan_windows(600 * 16000, 25)
     groups = longform.window_groups(plan, range(plan.num_windows), AnimateOptions(sampler="ddpm", num_inference_steps=1000),
-                                    WindowOptions())
+                                    16)
     assert max(map(len, groups)) * 1000 * plan.window_frames * 52 <= longform.MAX_STEP_NOISE_FLOATS
 
 

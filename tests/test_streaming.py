@@ -12,7 +12,7 @@ from cafetalk_rt.options import AnimateOptions
 from cafetalk_rt.streaming import StreamingAnimator
 from cafetalk_rt.windows import WindowOptions
 
-WIN = WindowOptions(window_s=2.0, overlap_s=0.5, context_s=0.5)
+WIN = WindowOptions(window_s=2.0, overlap_s=0.5, context_s=0.5, max_batch=16)
 WIN_1 = WindowOptions(window_s=2.0, overlap_s=0.5, context_s=0.5, max_batch=1)
 OPT = AnimateOptions(num_inference_steps=2)
 ATOL = 1e-5
