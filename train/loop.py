@@ -83,6 +83,28 @@ def _lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
 
 
+def optimizer_step(loss: torch.Tensor, opt, params, ema_params, step: int, cfg) -> None:
+    """Backward, clip the gradient norm of ``params`` to 1, step, then move the EMA copy towards
+    them with decay ``min(cfg.ema_decay, (1 + step) / (10 + step))`` (shared by stage 1 and 2)."""
+    params = list(params)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+    with torch.no_grad():
+        decay = min(cfg.ema_decay, (1 + step) / (10 + step))
+        for pe, pm in zip(ema_params, params):
+            pe.lerp_(pm, 1 - decay)
+
+
+def record_history(out: Path, history: list, rec: dict) -> None:
+    """Append one validation record to ``history`` and ``<out>/history.jsonl``."""
+    history.append(rec)
+    with open(out / "history.jsonl", "a") as f:
+        f.write(json.dumps(rec) + "\n")
+    log.info("step %d %s", rec["step"], rec)
+
+
 def train_step(model, batch, schedule, cfg: TrainConfig, gen: torch.Generator, device):
     """One loss evaluation on a batch (from :class:`CropSampler`); returns (loss, parts)."""
     raw = model.module if hasattr(model, "module") else model
@@ -179,14 +201,7 @@ def fit(cfg: TrainConfig, *, resume: bool = False) -> Path:
         for g in opt.param_groups:
             g["lr"] = _lr_at(step, cfg)
         loss, parts = train_step(ddp, sampler.batch(per_rank), schedule, cfg, gen, device)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        with torch.no_grad():
-            decay = min(cfg.ema_decay, (1 + step) / (10 + step))
-            for pe, pm in zip(ema.parameters(), model.parameters()):
-                pe.lerp_(pm, 1 - decay)
+        optimizer_step(loss, opt, model.parameters(), ema.parameters(), step, cfg)
         step += 1
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.4f}")
@@ -194,10 +209,7 @@ def fit(cfg: TrainConfig, *, resume: bool = False) -> Path:
             rec = {"step": step, "loss": loss.item(), **{k: v.item() for k, v in parts.items()},
                    "val_loss": validation_loss(ema, val_batches, schedule, device) if val_batches else None,
                    "elapsed_s": round(time.time() - t_start, 1)}
-            history.append(rec)
-            with open(out / "history.jsonl", "a") as f:
-                f.write(json.dumps(rec) + "\n")
-            log.info("step %d %s", step, rec)
+            record_history(out, history, rec)
         if rank == 0 and (step % cfg.ckpt_every == 0 or step == cfg.steps):
             save_denoiser(out / "ema.safetensors", ema, info={**info, "step": step})
             _save_state(state_path, step, model, ema, opt, history)

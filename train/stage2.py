@@ -38,7 +38,7 @@ from cafetalk_rt.schedule import make_schedule
 from train.binarize import add_random_events, binarize, drop_entries, segments_to_condition
 from train.dataset import CropSampler, load_split
 from train.diffusion import q_sample
-from train.loop import _device, _drop_masks, _lr_at, _save_state
+from train.loop import _device, _drop_masks, _lr_at, _save_state, optimizer_step, record_history
 
 log = logging.getLogger(__name__)
 
@@ -200,14 +200,7 @@ def fit_adapter(cfg: Stage2Config, *, resume: bool = False) -> Path:
             g["lr"] = _lr_at(step, cfg)
         adapter.residual_scale = min(1.0, (step + 1) / max(1, cfg.adapter_ramp_steps))
         loss, parts = train_step(model, sampler.batch(cfg.batch_size), schedule, cfg, rng, gen, device)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(adapter.parameters(), 1.0)
-        opt.step()
-        with torch.no_grad():
-            decay = min(cfg.ema_decay, (1 + step) / (10 + step))
-            for pe, pm in zip(ema.parameters(), adapter.parameters()):
-                pe.lerp_(pm, 1 - decay)
+        optimizer_step(loss, opt, adapter.parameters(), ema.parameters(), step, cfg)
         step += 1
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.4f}")
@@ -216,10 +209,7 @@ def fit_adapter(cfg: Stage2Config, *, resume: bool = False) -> Path:
                    "elapsed_s": round(time.time() - t_start, 1)}
             if val_batches:
                 rec.update(_with_adapter(model, ema, lambda: control_validation(model, val_batches, schedule, cfg, device)))
-            history.append(rec)
-            with open(out / "history.jsonl", "a") as f:
-                f.write(json.dumps(rec) + "\n")
-            log.info("step %d %s", step, rec)
+            record_history(out, history, rec)
         if step % cfg.ckpt_every == 0 or step == cfg.steps:
             _with_adapter(model, ema, lambda: save_denoiser(out / "ema.safetensors", model, info={**info, "step": step}))
             _save_state(state_path, step, adapter, ema, opt, history)
