@@ -44,7 +44,7 @@ class TorchBackend:
         dev = self.device
         b = noise.shape[0]
         n_base = guidance.num_branches(options.audio_guidance_scale, options.guidance_scale)
-        n = n_base + (fine is not None)
+        n = guidance.num_branches(options.audio_guidance_scale, options.guidance_scale, fine=fine is not None)
         feats = torch.from_numpy(features).to(dev).repeat(n, 1, 1)  # (nB, T_a, D_a)
         audio_keep = torch.tensor([1.0, 1.0, 0.0][:n_base] + [1.0] * (n - n_base), device=dev).repeat_interleave(b)
         coarse_keep = torch.tensor([1.0, 0.0, 0.0][:n_base] + [1.0] * (n - n_base), device=dev).repeat_interleave(b)
@@ -67,7 +67,7 @@ class TorchBackend:
 
         denoise = guidance.guided_denoiser(batched, b, options.audio_guidance_scale, options.guidance_scale,
                                            repeat=lambda x, k: x.repeat(k, 1, 1),
-                                           au_guidance_scale=getattr(options, "au_guidance_scale", 1.0),
+                                           au_guidance_scale=options.au_guidance_scale,
                                            au_mask=au_mask)
         timesteps = inference_timesteps(options.num_inference_steps, self.schedule.num_train_timesteps)
         x = torch.from_numpy(noise).to(dev)
