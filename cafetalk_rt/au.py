@@ -150,6 +150,14 @@ def region_channel_mask(au: np.ndarray, au_mask: np.ndarray) -> np.ndarray:
     return out
 
 
+def region_anchor(au: np.ndarray, au_mask: np.ndarray) -> np.ndarray:
+    """Channels the fine control may change anywhere in a clip (region anchoring,
+    ``cafetalk_rt.guidance.anchored_fine_denoiser``): (…, 1, 52) float32, 1 on the face regions
+    of every AU active somewhere in the clip, 0 elsewhere (those channels follow the uncontrolled
+    trajectory exactly). Args as :func:`region_channel_mask`."""
+    return region_channel_mask(au, au_mask).max(axis=-2, keepdims=True)
+
+
 def au_name(text: str) -> str:
     """Canonical vocabulary name of ``text`` ("au12", "AU 12", "AU45" → "AU12", …, "AU43").
 

@@ -19,6 +19,16 @@ without AUs. The paper's Eq. 6 as we read it (paper.md,
 secondary source) takes the fine difference against G_∅; we take it against G_{A,C}, so that
 β = 1 gives the fully conditioned model inside Z instead of counting G_{A,C} − G_∅ twice (our
 choice). β = 0 switches the control off; larger β strengthens it.
+
+Region anchoring (:func:`anchored_fine_denoiser`, our addition): the region-limited Z stops the
+fine term from moving other regions *directly*, but at the next step the stage-1 branches see
+the controlled x_t (e.g. raised cheeks) and move the lips with it (a cheek raise pulled in a
+smile: mouth error +10–25 %, measured in docs/fine_control.md). So the uncontrolled trajectory
+runs beside the controlled one in the same batched call, and on every channel outside the
+regions of the requested AUs (``anchor`` (B, 1 or T, C), 1 = controlled) the controlled x0 is
+replaced by the uncontrolled one. With a deterministic sampler and the same x_T both
+trajectories then agree exactly outside those regions: an upper-face AU leaves the lips
+bit-identical to the uncontrolled result.
 """
 from __future__ import annotations
 
@@ -73,5 +83,43 @@ def guided_denoiser(
         out = batched_denoiser(repeat(x_t, n) if n > 1 else x_t, t)
         return combine(out, batch_size, audio_guidance_scale, guidance_scale,
                        au_guidance_scale=au_guidance_scale, au_mask=au_mask)
+
+    return denoise
+
+
+def anchored_fine_denoiser(
+    batched_denoiser: Callable[[Any, int], Any],
+    batch_size: int,
+    audio_guidance_scale: float,
+    guidance_scale: float,
+    repeat: Callable[[Any, int], Any],
+    concat: Callable[[list], Any],
+    *,
+    au_guidance_scale: float,
+    au_mask: Any,
+    anchor: Any,
+) -> Callable[[Any, int], Any]:
+    """Mask-based CFG with region anchoring (module doc) as a (2B, T, C) → (2B, T, C) denoiser.
+
+    The sampler state stacks the controlled and the uncontrolled trajectory: ``x_t[:B]`` and
+    ``x_t[B:]`` (start both from the same x_T; for DDPM pass the same step noise to both halves).
+    ``batched_denoiser(rows, t)`` gets ``(2·n + 1)·B`` rows laid out as ``BRANCHES`` (n = 1 or 3)
+    then ``FINE_BRANCH`` at the controlled x_t, then ``BRANCHES`` again at the uncontrolled x_t.
+    Returns ``concat([anchor ⊙ x0_c + (1 − anchor) ⊙ x0_u, x0_u])``; the animation is the first B rows.
+
+    Args:
+        au_mask: (B, T, 1 or C) Z of Eq. 6; anchor: (B, 1 or T, C) 1 where the control may act.
+    """
+    n = num_branches(audio_guidance_scale, guidance_scale)
+    b = batch_size
+
+    def denoise(x_t: Any, t: int) -> Any:
+        x_c, x_u = x_t[:b], x_t[b:]
+        out = batched_denoiser(concat([repeat(x_c, n + 1), repeat(x_u, n) if n > 1 else x_u]), t)
+        k = (n + 1) * b
+        x0_c = combine(out[:k], b, audio_guidance_scale, guidance_scale,
+                       au_guidance_scale=au_guidance_scale, au_mask=au_mask)
+        x0_u = combine(out[k:], b, audio_guidance_scale, guidance_scale)
+        return concat([x0_u + anchor * (x0_c - x0_u), x0_u])
 
     return denoise

@@ -11,6 +11,7 @@ length limit and memory stays bounded (audio + output + one batch of windows).
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -96,8 +97,9 @@ class Animator:
         if spans:  # (T, n_AU), (T,) at the model fps
             fine = spans_to_condition(spans, num_frames(audio.shape[0], self.model_fps),
                                       self.model_fps, duration_s)
-        if plan.windowed:
-            x0 = animate_windows(self.backend, audio, plan, options, windows, fine=fine)  # (T, 52)
+        if plan.windowed:  # an instruction that yields no span is no fine control (not an error)
+            window_opts = options if fine is not None else replace(options, au_spans=(), instruction=None)
+            x0 = animate_windows(self.backend, audio, plan, window_opts, windows, fine=fine)  # (T, 52)
         else:
             x0 = self._animate_one(audio, options, fine)
         if not np.all(np.isfinite(x0)):

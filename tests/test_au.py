@@ -127,3 +127,59 @@ def test_region_channel_mask_limits_guidance_to_the_active_aus_face_regions():
     assert z[30, MOUTH_IDX].all() and not z[30, UPPER_FACE_IDX].any()
     assert not z[42].any() and not z[45].any()  # intensity 0 or no span: no guidance
     assert region_channel_mask(au[None], mask[None]).shape == (1, 50, 52)
+
+
+def _coupled_toy(fine_rows_from: int):
+    """A toy batched denoiser (rows, T, 2) whose channel 1 ("mouth") follows channel 0 ("cheek")
+    of x_t, as the stage-1 model couples a cheek raise with a smile; rows ≥ ``fine_rows_from``
+    of each call's first block are the fine branch and push channel 0 up."""
+    def batched(x, t):
+        out = np.empty_like(x)
+        out[..., 0] = 0.5 * x[..., 0]
+        out[..., 1] = 0.3 + 0.8 * x[..., 0]
+        out[fine_rows_from : fine_rows_from + 1, :, 0] += 1.0  # the fine branch (one clip)
+        return out
+    return batched
+
+
+@pytest.mark.parametrize("scales", [(1.0, 1.0), (1.5, 2.0)])
+def test_anchored_fine_guidance_keeps_other_regions_identical_to_the_uncontrolled_run(scales):
+    from cafetalk_rt.samplers import sample_ddim
+    from cafetalk_rt.schedule import inference_timesteps, make_schedule
+
+    schedule = make_schedule("cosine", 1000)
+    ts = inference_timesteps(6, 1000)
+    n = guidance.num_branches(*scales)
+    x_t = np.random.default_rng(0).standard_normal((1, 5, 2)).astype(np.float32)
+    z = np.ones((1, 5, 2), np.float32)
+    anchor = np.array([[[1.0, 0.0]]], np.float32)  # the control may act on channel 0 only
+    calls = []
+
+    def batched(x, t):
+        calls.append(x.shape[0])
+        return _coupled_toy(n)(x, t)
+
+    cat = lambda xs: np.concatenate(xs)  # noqa: E731
+    rep = lambda x, k: np.concatenate([x] * k)  # noqa: E731
+    d = guidance.anchored_fine_denoiser(batched, 1, *scales, rep, cat, au_guidance_scale=2.0, au_mask=z, anchor=anchor)
+    out = sample_ddim(d, np.concatenate([x_t, x_t]), ts, schedule)
+    plain = sample_ddim(guidance.guided_denoiser(_coupled_toy(99), 1, *scales, rep), x_t, ts, schedule)
+    np.testing.assert_array_equal(out[1:], plain)  # second half: the uncontrolled trajectory
+    np.testing.assert_array_equal(out[:1, :, 1], plain[:, :, 1])  # anchored channel: bit-identical
+    assert (out[0, :, 0] - plain[0, :, 0]).min() > 1.0  # the controlled channel moved
+    assert set(calls) == {2 * n + 1}  # every branch of both trajectories in one call per step
+    # without anchoring the coupling would have dragged channel 1 along
+    free = sample_ddim(guidance.anchored_fine_denoiser(batched, 1, *scales, rep, cat, au_guidance_scale=2.0,
+                                                       au_mask=z, anchor=np.ones_like(anchor)),
+                       np.concatenate([x_t, x_t]), ts, schedule)
+    assert np.abs(free[0, :, 1] - plain[0, :, 1]).min() > 0.1
+
+
+def test_region_anchor_covers_the_regions_of_aus_active_anywhere():
+    from cafetalk_rt.au import region_anchor
+
+    au, mask = spans_to_condition("AU1@0-0.4", 50, 25, 2.0)
+    a = region_anchor(au, mask)
+    assert a.shape == (1, 52) and a[0, UPPER_FACE_IDX].all() and not a[0, MOUTH_IDX].any()
+    au, mask = spans_to_condition("AU1@0-0.4,AU12@1-1.2", 50, 25, 2.0)
+    assert region_anchor(au[None], mask[None]).shape == (1, 1, 52) and region_anchor(au, mask).all()

@@ -5,6 +5,7 @@ piece and forced into several windows. Tolerances are stated against the model's
 seed-to-seed variation so that they hold for any model "trained enough to move the mouth".
 """
 import tracemalloc
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -221,3 +222,11 @@ def test_minutes_of_audio_in_bounded_memory(animator, demo_audio):
     jaw = anim.channel("jawOpen")
     assert jaw.max() - jaw.min() > 0.1  # it animates all the way through
     assert all(jaw[s : s + 250].std() > 0.01 for s in range(0, 3500, 250))
+
+
+def test_windowed_instruction_without_spans_is_plain_animation(animator, clip, monkeypatch):
+    """An instruction whose text yields no AU span (e.g. every clause ends before the audio) on
+    a windowed clip animates without fine control instead of failing in the window loop."""
+    monkeypatch.setattr(type(animator), "instruction_spans", lambda self, text, duration_s: ())
+    out = animator.animate(clip, replace(OPT, instruction="smile at the end"), windows=SHORT).blendshapes
+    assert np.array_equal(out, animator.animate(clip, OPT, windows=SHORT).blendshapes)

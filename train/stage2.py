@@ -16,7 +16,8 @@ Per batch (crops from :class:`train.dataset.CropSampler`):
 Only adapter parameters train; EMA, checkpoints (``ema.safetensors`` = stage 1 + EMA adapter),
 resume state and the lr schedule reuse ``train.loop``. Audio and coarse conditions are always
 given (``cond_drop_prob`` 0 by default): at sampling time the adapter runs only in the
-G_{A,C,F} branch of Eq. 6. Single process (no DDP: the adapter trains in minutes on CPU).
+G_{A,C,F} branch of Eq. 6. ``init_adapter`` warm-starts the adapter from another stage-2
+checkpoint (same base) with a fresh schedule. Single process (no DDP: the adapter trains in minutes on CPU).
 """
 from __future__ import annotations
 
@@ -72,6 +73,7 @@ class Stage2Config:
     seed: int = 0
     device: str = "auto"
     threads: int = 0
+    init_adapter: str = ""
 
 
 def fine_condition(blendshapes: np.ndarray, fps: float, rng: np.random.Generator, cfg: Stage2Config):
@@ -173,6 +175,11 @@ def fit_adapter(cfg: Stage2Config, *, resume: bool = False) -> Path:
     model = load_denoiser(cfg.base, device=str(device))  # frozen, eval
     model.attach_adapter(AdapterConfig(heads=model.config.heads))
     adapter = model.adapter.train().requires_grad_(True)
+    if cfg.init_adapter:  # warm start (e.g. a longer run continuing an earlier one, new schedule)
+        donor = load_denoiser(cfg.init_adapter, device=str(device)).adapter
+        if donor is None:
+            raise ValueError(f"--init-adapter {cfg.init_adapter} has no fine-control adapter")
+        adapter.load_state_dict(donor.state_dict())
     ema = copy.deepcopy(adapter).requires_grad_(False)
     opt = torch.optim.AdamW(adapter.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     step, history = 0, []
