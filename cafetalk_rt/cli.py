@@ -24,8 +24,16 @@ def _animate_parser(sub) -> None:
     p = sub.add_parser("animate", help="speech audio → ARKit blendshape animation",
                        description="Animate a speech recording. Output type follows the extension: "
                                    ".npz (arrays blendshapes, names, fps), .csv (Live Link Face), .json (three.js).")
-    p.add_argument("input", help="speech audio file (wav, flac, ogg, mp3 where libsndfile reads it)")
-    p.add_argument("-o", "--output", required=True, help="output .npz, .csv or .json")
+    p.add_argument("input", nargs="+",
+                   help="speech audio file (wav, flac, ogg, mp3 where libsndfile reads it); several files or "
+                        "folders make a batch job")
+    p.add_argument("-o", "--output", required=True,
+                   help="output .npz, .csv or .json; for a batch job a folder (created if missing)")
+    p.add_argument("--format", default="npz", choices=("npz", "csv", "json"),
+                   help="batch jobs: output type of every file (default npz)")
+    p.add_argument("--recursive", action="store_true", help="batch jobs: also search sub-folders of input folders")
+    p.add_argument("--skip-existing", action="store_true",
+                   help="batch jobs: keep outputs that already exist and animate only the rest")
     p.add_argument("--emotion", default=d.emotion, help=f"one of: {', '.join(EMOTIONS)} (default {d.emotion})")
     p.add_argument("--intensity", type=int, default=d.intensity, choices=(1, 2, 3))
     p.add_argument("--seed", type=int, default=d.seed)
@@ -64,17 +72,42 @@ def _animate_parser(sub) -> None:
     p.set_defaults(func=_animate)
 
 
-def _animate(args) -> int:
-    from cafetalk_rt.audio import load_audio
+def _options(args):
     from cafetalk_rt.options import AnimateOptions
+
+    return AnimateOptions(emotion=args.emotion, intensity=args.intensity, seed=args.seed,
+                          num_inference_steps=args.num_inference_steps, guidance_scale=args.guidance_scale,
+                          audio_guidance_scale=args.audio_guidance_scale, sampler=args.sampler, fps=args.fps,
+                          au_spans=args.au, au_guidance_scale=args.au_guidance_scale, instruction=args.instruction)
+
+
+def _metadata(args, options, animator, input_path) -> dict:
+    """What an output file records about how it was made."""
+    meta = {"input": str(input_path), "emotion": options.emotion, "intensity": options.intensity,
+            "seed": options.seed, "num_inference_steps": options.num_inference_steps,
+            "guidance_scale": options.guidance_scale, "audio_guidance_scale": options.audio_guidance_scale,
+            "sampler": options.sampler, "model": str(animator.model_path)}
+    if options.au_spans:
+        meta.update(au=args.au, au_guidance_scale=options.au_guidance_scale)
+    if options.instruction:
+        meta.update(instruction=options.instruction, au_guidance_scale=options.au_guidance_scale)
+    return meta
+
+
+def _is_batch(args) -> bool:
+    return len(args.input) > 1 or Path(args.input[0]).is_dir()
+
+
+def _animate(args) -> int:
+    if _is_batch(args):
+        return _animate_batch(args)
+    from cafetalk_rt.audio import load_audio
     from cafetalk_rt.pipeline import Animator
     from cafetalk_rt.errors import InputError
     from cafetalk_rt.writers import SUPPORTED_EXTENSIONS, check_output_path, save_animation
 
-    options = AnimateOptions(emotion=args.emotion, intensity=args.intensity, seed=args.seed,
-                             num_inference_steps=args.num_inference_steps, guidance_scale=args.guidance_scale,
-                             audio_guidance_scale=args.audio_guidance_scale, sampler=args.sampler, fps=args.fps,
-                             au_spans=args.au, au_guidance_scale=args.au_guidance_scale, instruction=args.instruction)
+    args.input = args.input[0]
+    options = _options(args)
     check_output_path(args.output, overwrite=args.overwrite)  # fail before the slow part
     if Path(args.output).suffix.lower() not in SUPPORTED_EXTENSIONS:
         raise InputError(f"unsupported output extension in {args.output!r}; use one of {', '.join(SUPPORTED_EXTENSIONS)}")
@@ -95,15 +128,8 @@ def _animate(args) -> int:
     t1 = time.perf_counter()
     anim = animator.animate(audio, options, name=args.input)
     t2 = time.perf_counter()
-    meta = {"input": str(args.input), "emotion": options.emotion, "intensity": options.intensity,
-            "seed": options.seed, "num_inference_steps": options.num_inference_steps,
-            "guidance_scale": options.guidance_scale, "audio_guidance_scale": options.audio_guidance_scale,
-            "sampler": options.sampler, "model": str(animator.model_path)}
-    if options.au_spans:
-        meta.update(au=args.au, au_guidance_scale=options.au_guidance_scale)
-    if options.instruction:
-        meta.update(instruction=options.instruction, au_guidance_scale=options.au_guidance_scale)
-    path = save_animation(args.output, anim.blendshapes, anim.fps, overwrite=args.overwrite, metadata=meta)
+    path = save_animation(args.output, anim.blendshapes, anim.fps, overwrite=args.overwrite,
+                          metadata=_metadata(args, options, animator, args.input))
     print(f"{path}: {anim.num_frames} frames at {anim.fps:g} fps ({anim.duration_s:.2f} s of audio); "
           f"model load {t1 - t0:.2f} s, animate {t2 - t1:.2f} s (rtf {(t2 - t1) / anim.duration_s:.3f})")
     if args.plot:
@@ -118,6 +144,40 @@ def _animate(args) -> int:
         print_result(render_preview(args.preview, audio, anim.blendshapes, anim.fps, label=Path(args.output).name,
                                     options=preview_options, overwrite=args.overwrite, audio_name=str(args.input)))
     return 0
+
+
+def _animate_batch(args) -> int:
+    """Several inputs or folders → one output per file in the folder ``-o`` (cafetalk_rt.batch).
+    Exit status 0 when every file was written, 1 when some failed (they are listed)."""
+    from cafetalk_rt.audio import load_audio
+    from cafetalk_rt.batch import collect_inputs, plan_outputs, run_batch, summary
+    from cafetalk_rt.errors import InputError
+    from cafetalk_rt.pipeline import Animator
+    from cafetalk_rt.writers import save_animation
+
+    if args.plot or args.preview:
+        raise InputError("--plot and --preview take one input; for a batch job render previews afterwards with "
+                         "`cafetalk-rt preview OUT/<name>.npz --audio <name>.wav -o <name>.mp4`")
+    options = _options(args)
+    jobs, kept = plan_outputs(collect_inputs(args.input, recursive=args.recursive), args.output, "." + args.format,
+                              roots=args.input, overwrite=args.overwrite, skip_existing=args.skip_existing)
+    detector = None
+    if options.instruction and (args.instruction_detector or args.text_encoder):
+        from cafetalk_rt.instructions import InstructionDetector
+
+        detector = InstructionDetector.load(args.instruction_detector, text_encoder=args.text_encoder)
+    animator = Animator(args.model, backend=args.backend, device=args.device, instruction_detector=detector)
+
+    def animate_one(job) -> float:
+        anim = animator.animate(load_audio(job.input), options, name=str(job.input))
+        job.output.parent.mkdir(parents=True, exist_ok=True)
+        save_animation(job.output, anim.blendshapes, anim.fps, overwrite=args.overwrite,
+                       metadata=_metadata(args, options, animator, job.input))
+        return anim.duration_s
+
+    results = run_batch(jobs, animate_one, progress=sys.stderr.isatty())
+    print(summary(results, kept))
+    return 0 if all(r.error is None for r in results) else 1
 
 
 def _instruction_detector(args, options, audio):
