@@ -1,0 +1,109 @@
+"""The device a benchmark runs on: its name, synchronisation, and its MEASURED peak matmul rate
+and memory bandwidth (the roofline's denominators)."""
+from __future__ import annotations
+
+import os
+import platform
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+
+def cpu_name() -> str:
+    """CPU model from /proc/cpuinfo (e.g. "AMD EPYC"), else ``platform.processor()``."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "cpu"
+
+
+def device_name(device: str) -> str:
+    """Human-readable device: the GPU's name for "cuda[:N]", else the CPU model with its core count."""
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    return f"{cpu_name()} ({os.cpu_count()} cores)"
+
+
+def slug(text: str) -> str:
+    """Lower-case file-name form: "NVIDIA H100 80GB HBM3" → "nvidia-h100-80gb-hbm3"."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def device_slug(device: str) -> str:
+    """``cpu-<cpu model>`` or ``cuda-<gpu name>``: the results file's device part."""
+    kind = "cuda" if device.startswith("cuda") else "cpu"
+    name = torch.cuda.get_device_name(torch.device(device)) if kind == "cuda" else cpu_name()
+    return slug(f"{kind} {name}")
+
+
+def synchronize(device: str) -> None:
+    """Wait for queued device work (no-op on CPU)."""
+    if device.startswith("cuda"):
+        torch.cuda.synchronize(torch.device(device))
+
+
+def _best_seconds(fn, device: str, repeats: int) -> float:
+    """Fastest of ``repeats`` synchronised calls of ``fn`` after one warm-up, in seconds."""
+    fn()
+    synchronize(device)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        synchronize(device)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+@dataclass
+class Peaks:
+    """Measured device peaks.
+
+    Attributes:
+        matmul_flops_per_s: {precision: FLOP/s} of a large square matmul (best of a few runs).
+        bandwidth_bytes_per_s: bytes/s of a large device-to-device copy, read + write counted.
+        how: what was measured (sizes, dtypes).
+    """
+
+    matmul_flops_per_s: dict[str, float] = field(default_factory=dict)
+    bandwidth_bytes_per_s: float = 0.0
+    how: str = ""
+
+    def matmul(self, precision: str) -> float:
+        """Peak for a precision; fp32's where that precision was not measured (e.g. fp16 on CPU)."""
+        return self.matmul_flops_per_s.get(precision, self.matmul_flops_per_s["fp32"])
+
+    def to_json(self) -> dict:
+        return {"matmul_tflops": {k: round(v / 1e12, 4) for k, v in self.matmul_flops_per_s.items()},
+                "bandwidth_gb_per_s": round(self.bandwidth_bytes_per_s / 1e9, 2), "how": self.how}
+
+
+def measure_peaks(device: str, precisions=("fp32", "fp16"), *, repeats: int = 5) -> Peaks:
+    """Measure the matmul rate (n × n × n, n = 8192 on CUDA, 2048 on CPU) per precision and the
+    copy bandwidth (1 GiB on CUDA, 256 MiB on CPU). fp16 is measured on CUDA only; fp32 on CUDA
+    runs with TF32 off (PyTorch's default for matmul), as the engine's fp32 rows do."""
+    cuda = device.startswith("cuda")
+    n = 8192 if cuda else 2048
+    dtypes = {"fp32": torch.float32, "fp16": torch.float16}
+    peaks = Peaks()
+    for p in precisions:
+        if p not in dtypes or (p != "fp32" and not cuda):
+            continue
+        a = torch.randn(n, n, device=device, dtype=dtypes[p])
+        b = torch.randn(n, n, device=device, dtype=dtypes[p])
+        peaks.matmul_flops_per_s[p] = 2 * n**3 / _best_seconds(lambda: torch.mm(a, b), device, repeats)
+        del a, b
+    numel = (1 << 30 if cuda else 1 << 28) // 4
+    src = torch.empty(numel, device=device, dtype=torch.float32).uniform_()
+    dst = torch.empty_like(src)
+    peaks.bandwidth_bytes_per_s = 2 * 4 * numel / _best_seconds(lambda: dst.copy_(src), device, repeats)
+    threads = "" if cuda else f", {torch.get_num_threads()} torch threads"
+    peaks.how = (f"best of {repeats}: torch.mm {n}x{n}x{n} ({', '.join(peaks.matmul_flops_per_s)}), "
+                 f"copy of {4 * numel >> 20} MiB float32 counting read + write{threads}")
+    return peaks
