@@ -37,12 +37,24 @@ from typing import Any, Callable
 #: Names of the condition branches in batch order; with an AU condition ``FINE_BRANCH`` follows.
 BRANCHES = ("full", "audio_only", "null")
 FINE_BRANCH = "fine"
+#: (audio_keep, coarse_keep, fine_keep) of each branch: 1 = condition given, 0 = dropped (null).
+BRANCH_KEEPS = {"full": (1.0, 1.0, 0.0), "audio_only": (1.0, 0.0, 0.0), "null": (0.0, 0.0, 0.0),
+                FINE_BRANCH: (1.0, 1.0, 1.0)}
 
 
 def num_branches(audio_guidance_scale: float, guidance_scale: float, fine: bool = False) -> int:
     """1 when no guidance is needed (both scales 1.0), else 3; plus 1 with an AU condition."""
     n = 1 if (audio_guidance_scale == 1.0 and guidance_scale == 1.0) else 3
     return n + 1 if fine else n
+
+
+def row_keeps(num_base: int, *, anchored_fine: bool = False) -> list[tuple[float, float, float]]:
+    """(audio_keep, coarse_keep, fine_keep) of each block of B rows of one batched denoiser call:
+    ``BRANCHES[:num_base]`` (num_base = 1 or 3); with ``anchored_fine`` the layout of
+    :func:`anchored_fine_denoiser`: those branches and ``FINE_BRANCH`` at the controlled x_t, then
+    the same branches at the uncontrolled x_t ((2·num_base + 1) blocks)."""
+    base = [BRANCH_KEEPS[name] for name in BRANCHES[:num_base]]
+    return base + [BRANCH_KEEPS[FINE_BRANCH]] + base if anchored_fine else base
 
 
 def combine(x0_branches: Any, batch_size: int, audio_guidance_scale: float, guidance_scale: float,
@@ -70,14 +82,18 @@ def guided_denoiser(
     *,
     au_guidance_scale: float = 1.0,
     au_mask: Any = None,
+    branches: int | None = None,
 ) -> Callable[[Any, int], Any]:
     """Wrap ``batched_denoiser(x_t (nB,T,C), t) -> x0 (nB,T,C)`` whose conditions are already laid
     out as ``BRANCHES`` (then ``FINE_BRANCH`` when ``au_mask`` (B, T, 1 or C) is given) into a
     (B,T,C) → (B,T,C) denoiser for the samplers.
 
     ``repeat(x, n)`` tiles x n times along the batch axis (np.concatenate / torch.cat).
+    ``branches``: n when the scales are tensors (e.g. the static buffers of a CUDA graph, where
+    comparing them with 1.0 on the host would synchronise); default ``num_branches`` of the scales.
     """
-    n = num_branches(audio_guidance_scale, guidance_scale, fine=au_mask is not None)
+    n = branches if branches is not None else num_branches(audio_guidance_scale, guidance_scale,
+                                                           fine=au_mask is not None)
 
     def denoise(x_t: Any, t: int) -> Any:
         out = batched_denoiser(repeat(x_t, n) if n > 1 else x_t, t)
@@ -98,6 +114,7 @@ def anchored_fine_denoiser(
     au_guidance_scale: float,
     au_mask: Any,
     anchor: Any,
+    num_base: int | None = None,
 ) -> Callable[[Any, int], Any]:
     """Mask-based CFG with region anchoring (module doc) as a (2B, T, C) → (2B, T, C) denoiser.
 
@@ -109,8 +126,10 @@ def anchored_fine_denoiser(
 
     Args:
         au_mask: (B, T, 1 or C) Z of Eq. 6; anchor: (B, 1 or T, C) 1 where the control may act.
+        num_base: n; default ``num_branches(audio_guidance_scale, guidance_scale)``. Pass 3 when
+            the scales are per-row tensors (an exported graph always runs all three branches).
     """
-    n = num_branches(audio_guidance_scale, guidance_scale)
+    n = num_branches(audio_guidance_scale, guidance_scale) if num_base is None else num_base
     b = batch_size
 
     def denoise(x_t: Any, t: int) -> Any:
