@@ -10,6 +10,8 @@ import importlib
 
 _LOADERS: dict[str, tuple[str, str, str]] = {
     "torch": ("cafetalk_rt.backends.torch_backend", "TorchBackend", "PyTorch: pip install torch"),
+    "torch_cudagraph": ("cafetalk_rt.backends.torch_cudagraph_backend", "CudaGraphBackend",
+                        "PyTorch built with CUDA: pip install torch"),
     "onnxruntime": ("cafetalk_rt.backends.onnxruntime_backend", "load_onnxruntime_backend",
                     "ONNX Runtime: pip install 'cafetalk-rt[export]'"),
     "tensorrt": ("cafetalk_rt.backends.tensorrt_backend", "load_tensorrt_backend",

@@ -134,6 +134,25 @@ def load_whisper_encoder(dtype: torch.dtype = torch.float32, model_dir: str | Pa
     return enc.to(dtype).eval().requires_grad_(False)
 
 
+def whisper_mel_batch(audios: list[np.ndarray], num_mel_bins: int = 80) -> tuple[np.ndarray, list[int]]:
+    """The Whisper encoder's input for clips of any lengths (≤ 30 s, 16 kHz, float32 (L,)).
+
+    Returns:
+        mel (B, num_mel_bins, 2 · max T_a) float32, clip ``i``'s ``log_mel(a, 2 · T_a_i)`` followed by
+        zeros, and the clips' feature frames ``T_a_i = num_feature_frames(L_i)`` (50 Hz).
+    Raises:
+        ValueError: a clip longer than 30 s (T_a > 1500): window the audio.
+    """
+    n_a = [num_feature_frames(len(a)) for a in audios]
+    if max(n_a) > MAX_FEATURE_FRAMES:
+        raise ValueError(f"speech longer than 30 s ({max(n_a)} feature frames > {MAX_FEATURE_FRAMES}): "
+                         "window the audio into ≤ 30 s pieces")
+    mel = np.zeros((len(audios), num_mel_bins, 2 * max(n_a)), np.float32)  # (B, 80, T_mel)
+    for i, (a, n) in enumerate(zip(audios, n_a)):
+        mel[i, :, : 2 * n] = log_mel(a, 2 * n)
+    return mel, n_a
+
+
 class WhisperSpeechEncoder(nn.Module):
     """Whisper encoder run at the input's own length (no 30 s padding), frozen.
 
@@ -187,14 +206,8 @@ class WhisperSpeechEncoder(nn.Module):
         T_a == num_feature_frames(L). The batch is zero-padded to its longest clip and the padded
         frames are masked out of attention.
         """
-        n_a = [num_feature_frames(len(a)) for a in audios]
-        if max(n_a) > MAX_FEATURE_FRAMES:
-            raise ValueError(f"speech longer than 30 s ({max(n_a)} feature frames > {MAX_FEATURE_FRAMES}): "
-                             "window the audio into ≤ 30 s pieces")
+        mel, n_a = whisper_mel_batch(audios, self.encoder.config.num_mel_bins)  # (B, 80, T_mel)
         p = next(self.parameters())
-        mel = np.zeros((len(audios), self.encoder.config.num_mel_bins, 2 * max(n_a)), np.float32)  # (B, 80, T_mel)
-        for i, (a, n) in enumerate(zip(audios, n_a)):
-            mel[i, :, : 2 * n] = log_mel(a, 2 * n)
         mask = torch.arange(max(n_a))[None, :] < torch.tensor(n_a)[:, None]  # (B, T_a)
         single = len(audios) == 1  # no mask: the fast SDPA path, identical result
         out = self(torch.from_numpy(mel).to(p.device, p.dtype), None if single else mask.to(p.device))
