@@ -8,7 +8,7 @@ What runs on the GPU (issue 5, "GPU path without TensorRT"):
   float32 (tensors of B·T·52 values: free, and the solver's 1/√(1−ᾱ) factors would amplify fp16
   rounding). Attention is ``torch.nn.functional.scaled_dot_product_attention`` in both networks
   (``nn/denoiser.py`` ``Attention``, ``nn/speech_encoder.py`` ``WhisperSpeechEncoder._attention``),
-  so PyTorch picks a fused kernel (memory-efficient attention with the additive bias on CUDA).
+  so PyTorch can pick a fused CUDA kernel (with an additive bias: the memory-efficient one).
 * The program is the eager torch backend's own (:func:`~cafetalk_rt.backends.torch_backend.sample_tensors`:
   all CFG branches in one batched forward per step, K steps of DDIM or DPM-Solver++(2M)), run on
   static buffers and captured with ``torch.cuda.graph`` into ONE ``torch.cuda.CUDAGraph`` per
@@ -32,7 +32,8 @@ What runs on the GPU (issue 5, "GPU path without TensorRT"):
 Calls a graph does not cover run the same program eagerly in fp16, with a one-time logged note:
 DDPM (per-step noise; ``sampler="ddpm"``) and AU spans (``fine``: region anchoring needs the
 scales on the host). Shapes are exact (no padding), so each new audio length is a new capture
-(tens of ms; more with ``compile``). Not thread-safe: one backend per thread.
+(warm-up runs plus the capture; a compilation with ``compile``). Not thread-safe: one backend per
+thread.
 
 Outputs equal the eager torch backend's within fp16 rounding: see :data:`FP16_ATOL` and
 :data:`GRAPH_ATOL`.
