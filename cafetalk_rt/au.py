@@ -131,6 +131,17 @@ def activation_from_blendshapes(blendshapes: np.ndarray) -> np.ndarray:
     return (np.asarray(blendshapes, np.float32) @ inv.T) / norm        # (..., T, n_AU)
 
 
+def region_matrix() -> np.ndarray:
+    """(n_AU, 52) float32: row ``k`` is 1 on every channel of the face region of ``AU_NAMES[k]``
+    (upper: ``blendshapes.UPPER_FACE_IDX``; lower: jaw and mouth, ``MOUTH_IDX``), 0 elsewhere.
+    The one definition of the regions behind :func:`region_channel_mask`; the exported AU graphs
+    carry it as a constant (``export/graphs.py``)."""
+    m = np.zeros((NUM_AUS, NUM_BLENDSHAPES), np.float32)
+    for k, name in enumerate(AU_NAMES):
+        m[k, UPPER_FACE_IDX if ACTION_UNITS[name].region == "upper" else MOUTH_IDX] = 1.0
+    return m
+
+
 def region_channel_mask(au: np.ndarray, au_mask: np.ndarray) -> np.ndarray:
     """Where the fine guidance term of Eq. 6 applies, per frame and channel: (…, T, 52) float32,
     1 on the channels of the face region (upper: brows, eyes, cheeks, nose; lower: jaw and
@@ -138,24 +149,45 @@ def region_channel_mask(au: np.ndarray, au_mask: np.ndarray) -> np.ndarray:
     ``au_mask``. The paper's Z is per frame; restricting it to the AUs' regions is our choice, so
     that e.g. a brow raise cannot move the lips (measured: see docs/fine_control.md).
 
+    Computed as min(1, active @ :func:`region_matrix`) with active = (au > 0) ∧ au_mask, the
+    same arithmetic the exported AU graphs do.
+
     Args:
         au: (…, T, n_AU) float intensities; au_mask: (…, T) bool.
     """
-    au = np.asarray(au)
-    upper = np.array([ACTION_UNITS[n].region == "upper" for n in AU_NAMES])
-    on = (au > 0) & np.asarray(au_mask, bool)[..., None]  # (…, T, n_AU)
-    out = np.zeros(au.shape[:-1] + (NUM_BLENDSHAPES,), np.float32)
-    out[..., UPPER_FACE_IDX] = on[..., upper].any(axis=-1, keepdims=True)
-    out[..., MOUTH_IDX] = on[..., ~upper].any(axis=-1, keepdims=True)
-    return out
+    on = (np.asarray(au) > 0) & np.asarray(au_mask, bool)[..., None]  # (…, T, n_AU)
+    return np.minimum(on.astype(np.float32) @ region_matrix(), 1.0)
+
+
+def anchor_matrix() -> np.ndarray:
+    """(n_AU, 52) float32: row ``k`` is 1 on the channels ``AU_NAMES[k]`` may change (its *anchor
+    region*, :func:`region_anchor`): an upper-face AU's own ARKit channels, a lower-face AU's
+    whole jaw/mouth region (``MOUTH_IDX``); 0 elsewhere. The exported AU graphs carry it as a
+    constant for the anchor (and :func:`region_matrix` for Z).
+
+    Why the two regions differ (measured, docs/fine_control.md): upper-face channels are
+    independent in ARKit, and with the whole upper face free a requested AU dragged in its
+    emotion partners from the corpus (AU2 → browInnerUp +0.19, AU4 → noseSneer +0.18, AU9 →
+    browDown +0.19); the mouth channels are physically coupled (jawOpen vs mouthClose, lip roll vs
+    funnel), so a lower-face AU may reshape the whole mouth around speech."""
+    m = np.zeros((NUM_AUS, NUM_BLENDSHAPES), np.float32)
+    for k, name in enumerate(AU_NAMES):
+        if ACTION_UNITS[name].region == "upper":
+            m[k, [INDEX[ch] for ch, _ in ACTION_UNITS[name].channels]] = 1.0
+        else:
+            m[k, MOUTH_IDX] = 1.0
+    return m
 
 
 def region_anchor(au: np.ndarray, au_mask: np.ndarray) -> np.ndarray:
-    """Channels the fine control may change anywhere in a clip (region anchoring,
-    ``cafetalk_rt.guidance.anchored_fine_denoiser``): (…, 1, 52) float32, 1 on the face regions
-    of every AU active somewhere in the clip, 0 elsewhere (those channels follow the uncontrolled
-    trajectory exactly). Args as :func:`region_channel_mask`."""
-    return region_channel_mask(au, au_mask).max(axis=-2, keepdims=True)
+    """Channels the fine control may change anywhere in a clip (anchoring,
+    ``cafetalk_rt.guidance.anchored_fine_denoiser``): (…, 1, 52) float32, the union of the anchor
+    regions (:func:`anchor_matrix`) of every AU active (intensity > 0 inside ``au_mask``)
+    somewhere in the clip; all other channels follow the uncontrolled trajectory exactly.
+    Computed as max over T of min(1, active @ anchor_matrix()), as the exported AU graphs do.
+    Args as :func:`region_channel_mask`."""
+    on = (np.asarray(au) > 0) & np.asarray(au_mask, bool)[..., None]  # (…, T, n_AU)
+    return np.minimum(on.astype(np.float32) @ anchor_matrix(), 1.0).max(axis=-2, keepdims=True)
 
 
 def au_name(text: str) -> str:

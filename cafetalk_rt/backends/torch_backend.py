@@ -93,7 +93,8 @@ def branch_conditions(layout: BranchLayout, features: torch.Tensor, emotion: tor
 
 
 def batched_denoiser(net: Callable[..., torch.Tensor], prediction_type: str, schedule: NoiseSchedule,
-                     conditions: dict[str, torch.Tensor], *, dtype: torch.dtype) -> Callable[[torch.Tensor, int], torch.Tensor]:
+                     conditions: dict[str, torch.Tensor], *,
+                     dtype: torch.dtype) -> Callable[[torch.Tensor, int], torch.Tensor]:
     """``batched(x_t (nB, T, C), t) -> x0 (nB, T, C)``: one denoiser forward over all branch rows.
 
     ``net`` is the ``Denoiser`` (or its ``torch.compile`` wrapper) with parameters in ``dtype``;

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
-from safetensors import safe_open
 
+from cafetalk_rt.checkpoint_meta import read_checkpoint_metadata
 from cafetalk_rt.nn.denoiser import Denoiser, DenoiserConfig
 
 FORMAT = "cafetalk_rt/denoiser/1"
@@ -37,8 +37,7 @@ def save_denoiser(path: str | Path, model: Denoiser, *, info: dict | None = None
 
 def read_metadata(path: str | Path) -> tuple[DenoiserConfig, dict]:
     """(config, info) stored in a checkpoint. Raises ValueError if it is not one of ours."""
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
+    meta = read_checkpoint_metadata(path)
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path} is not a cafetalk_rt denoiser checkpoint (format {meta.get('format')!r})")
     return DenoiserConfig.from_dict(json.loads(meta["config"])), json.loads(meta.get("info", "{}"))
@@ -49,9 +48,7 @@ def read_adapter_config(path: str | Path):
     stage-1 checkpoint (no fine-control adapter)."""
     from cafetalk_rt.nn.adapter import AdapterConfig
 
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-    raw = meta.get("adapter_config")
+    raw = read_checkpoint_metadata(path).get("adapter_config")
     return AdapterConfig.from_dict(json.loads(raw)) if raw else None
 
 
