@@ -21,11 +21,6 @@ from cafetalk_rt.nn.checkpoint import load_denoiser
 from cafetalk_rt.samplers import SAMPLERS, sample_ddpm
 from cafetalk_rt.schedule import NoiseSchedule, inference_timesteps, make_schedule
 
-#: (audio_keep, coarse_keep, fine_keep) of the condition branches, in ``guidance.BRANCHES`` order.
-_BASE_ROWS = ((1.0, 1.0, 0.0), (1.0, 0.0, 0.0), (0.0, 0.0, 0.0))
-_FINE_ROW = (1.0, 1.0, 1.0)
-
-
 @dataclass(frozen=True)
 class BranchLayout:
     """Which condition branch each row of one batched denoiser call holds.
@@ -52,9 +47,9 @@ class BranchLayout:
 
     @property
     def rows(self) -> tuple[tuple[float, float, float], ...]:
-        """(audio_keep, coarse_keep, fine_keep) per row group (1 = condition given, 0 = null)."""
-        base = _BASE_ROWS[: self.num_base]
-        return base + (_FINE_ROW,) + base if self.fine else base
+        """(audio_keep, coarse_keep, fine_keep) per row group (1 = condition given, 0 = null):
+        ``guidance.row_keeps``."""
+        return tuple(guidance.row_keeps(self.num_base, anchored_fine=self.fine))
 
     @property
     def num_rows(self) -> int:
@@ -160,7 +155,7 @@ def sample_tensors(model, schedule: NoiseSchedule, layout: BranchLayout, feature
             batched, b, audio_guidance_scale, guidance_scale, _repeat, torch.cat,
             au_guidance_scale=au_guidance_scale,
             au_mask=torch.from_numpy(region_channel_mask(*fine)).to(dev),  # (B, T, 52)
-            anchor=torch.from_numpy(region_anchor(*fine)).to(dev))  # (B, 1, 52)
+            anchor=torch.from_numpy(region_anchor(*fine)).to(dev), num_base=layout.num_base)  # (B, 1, 52)
         x = x.repeat(2, 1, 1)  # controlled and uncontrolled trajectories from the same x_T
         step_noise = None if step_noise is None else [z.repeat(2, 1, 1) for z in step_noise]
     timesteps = inference_timesteps(num_inference_steps, schedule.num_train_timesteps)

@@ -30,8 +30,8 @@ What runs on the GPU (issue 5, "GPU path without TensorRT"):
   optional: ``compile=True`` or ``CAFETALK_RT_TORCH_COMPILE=1``; off by default.
 
 Calls a graph does not cover run the same program eagerly in fp16, with a one-time logged note:
-DDPM (per-step noise; ``sampler="ddpm"``) and AU spans (``fine``: region anchoring needs the
-scales on the host). Shapes are exact (no padding), so each new audio length is a new capture
+DDPM (per-step noise; ``sampler="ddpm"``) and AU spans (``fine``: no static buffers for the AU
+condition yet). Shapes are exact (no padding), so each new audio length is a new capture
 (warm-up runs plus the capture; a compilation with ``compile``). Not thread-safe: one backend per
 thread.
 
@@ -124,8 +124,8 @@ def graph_key(kind: str, batch: int, input_frames: int, num_frames: int = 0, opt
 def eager_reason(options, fine=None) -> str | None:
     """Why a sampling call runs eagerly instead of from a graph, or None when a graph covers it."""
     if fine is not None:
-        return ("AU spans (fine control) run eagerly, without a CUDA graph: region anchoring needs the guidance scales "
-                "on the host, so they are not captured in a CUDA graph")
+        return ("AU spans (fine control) run eagerly, without a CUDA graph: the graphs have no static buffers for "
+                "the AU condition (AUs, frame mask, region masks) yet")
     if options.sampler not in GRAPH_SAMPLERS:
         return (f"the {options.sampler} sampler runs eagerly, without a CUDA graph (graphs cover "
                 f"{' and '.join(GRAPH_SAMPLERS)})")
