@@ -64,7 +64,7 @@ def main(argv=None) -> int:
 
     from benchmarks.report import RESULTS_DIR, run_report, write_report
 
-    report = run_report(args)
+    report = run_report(args, args.out or RESULTS_DIR)
     json_path, md_path = write_report(report, args.out or RESULTS_DIR)
     print(open(md_path).read())
     print(f"wrote {json_path} and {md_path}", file=sys.stderr)

@@ -260,13 +260,15 @@ class Engines:
             return Workload(spec, lambda: paper_baseline(backend, clips[0], options), lambda: backend.encode(clips[0]),
                             context, segs, "DDPM 1000 steps, 3 CFG branches as separate forward passes, fp32 eager")
         if spec.batch_size == 1:
-            from cafetalk_rt.longform import encode_windows
+            from cafetalk_rt.longform import encode_windows, window_groups, windows_per_call
             from cafetalk_rt.windows import WindowOptions, plan_windows
 
             plan = plan_windows(clips[0].size, anim.model_fps, WindowOptions())
-            if plan.windowed:
-                encode = lambda: encode_windows(backend, clips[0], plan, list(range(plan.num_windows)))  # noqa: E731
-                notes = f"Animator.animate, {plan.num_windows} windows"
+            if plan.windowed:  # the encoder calls the pipeline makes: one per group of equal windows
+                groups = window_groups(plan, range(plan.num_windows), options,
+                                       windows_per_call(backend, WindowOptions()))
+                encode = lambda: [encode_windows(backend, clips[0], plan, g) for g in groups]  # noqa: E731
+                notes = f"Animator.animate, {plan.num_windows} windows in {len(groups)} calls"
             else:
                 encode, notes = (lambda: backend.encode(clips[0])), "Animator.animate"
             return Workload(spec, lambda: anim.animate(clips[0], options).blendshapes, encode, context, segs, notes)

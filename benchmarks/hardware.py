@@ -79,6 +79,14 @@ class Peaks:
         """Peak for a precision; fp32's where that precision was not measured (e.g. fp16 on CPU)."""
         return self.matmul_flops_per_s.get(precision, self.matmul_flops_per_s["fp32"])
 
+    def best(self, other: "Peaks") -> "Peaks":
+        """Per-resource maximum of two measurements (e.g. at the start and the end of a run on a
+        shared machine: the higher one is closer to the device's real peak)."""
+        keys = set(self.matmul_flops_per_s) | set(other.matmul_flops_per_s)
+        return Peaks({k: max(self.matmul_flops_per_s.get(k, 0.0), other.matmul_flops_per_s.get(k, 0.0)) for k in keys},
+                     max(self.bandwidth_bytes_per_s, other.bandwidth_bytes_per_s),
+                     f"{self.how}; higher of the measurements at the start and at the end of the run")
+
     def to_json(self) -> dict:
         return {"matmul_tflops": {k: round(v / 1e12, 4) for k, v in self.matmul_flops_per_s.items()},
                 "bandwidth_gb_per_s": round(self.bandwidth_bytes_per_s / 1e9, 2), "how": self.how}

@@ -18,6 +18,8 @@ import os
 import statistics
 import subprocess
 import sys
+import time
+import traceback
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,7 +30,7 @@ TOP_LEVEL_FIELDS = ("device", "date", "commit", "torch", "rows")
 ROW_FIELDS = ("backend", "precision", "num_inference_steps", "batch_size", "audio_s", "cfg", "latency_ms_p50",
               "latency_ms_min", "rtf", "clips_per_s", "floor_ms", "is_paper_baseline")
 ROW_EXTRA_FIELDS = ("sampler", "encoder_ms_p50", "speedup_vs_baseline", "speedup_vs_paper", "floor_ratio",
-                    "gflop_per_call", "mb_per_call", "repeats", "est_2080ti_ms", "notes")
+                    "gflop_per_call", "mb_per_call", "repeats", "est_2080ti_ms", "load_avg_1m", "notes")
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
@@ -145,7 +147,10 @@ def markdown(report: dict) -> str:
            f"onnxruntime {report.get('onnxruntime') or '—'} · {report.get('threads_note', '')}", "",
            f"Measured peaks: matmul {peaks.get('matmul_tflops')} TFLOP/s, copy {peaks.get('bandwidth_gb_per_s')} GB/s "
            f"({peaks.get('how', '')}).", "",
-           f"Command: `{report.get('command', '')}`", "", markdown_table(report["rows"])]
+           f"Command: `{report.get('command', '')}`", ""]
+    if report.get("partial"):
+        out += ["**PARTIAL: the run was stopped before its last row.**", ""]
+    out.append(markdown_table(report["rows"]))
     est = [r for r in report["rows"] if r.get("est_2080ti_ms") is not None]
     if est:
         out += ["**RTX 2080 Ti ESTIMATE** (not measured: measured latency × this device's measured peak / the 2080 Ti's "
@@ -193,8 +198,10 @@ def _commit() -> str:
         return os.environ.get("BENCH_COMMIT", "unknown")
 
 
-def run_report(args) -> dict:
-    """Measure every planned row (see :func:`plan_rows`) and return the report dict."""
+def run_report(args, out_dir: str | Path | None = None) -> dict:
+    """Measure every planned row (see :func:`plan_rows`) and return the report dict. With
+    ``out_dir`` a partial report (``"partial": true``) is written there after every row, so a run
+    stopped early still leaves its rows; the caller writes the final one."""
     import torch
     from tqdm import tqdm
 
@@ -227,13 +234,23 @@ def run_report(args) -> dict:
             engines.preload(name, p, sorted({s.num_inference_steps for s in specs if s.backend == name}))
         except Unavailable as e:
             skipped.append({"what": f"{name} {p} graphs", "reason": str(e)})
-    rows, encoder_cache = [], {}
-    timing = dict(warmup=args.warmup, repeats=args.repeats, min_time_s=args.min_time_s, max_time_s=args.max_time_s)
-    t_start = dt.datetime.now().timestamp()
+    config = engines.animator("torch", "fp32").backend.config
+    measured, encoder_cache = [], {}
+
+    def report(final: bool) -> dict:
+        rows = [_row(config, *m, peaks=peaks, cuda=cuda) for m in measured]
+        add_speedups(rows)
+        out = _report_dict(args, rows, skipped, peaks, started, load_start, device_name(args.device),
+                           device_slug(args.device))
+        if out_dir is not None and not final:
+            write_report(dict(out, partial=True), out_dir)
+        return out
+
+    t_start = time.perf_counter()
     for spec in tqdm(specs, desc="rows", unit="row", file=sys.stderr):
         what = (f"{spec.backend} {spec.precision} K={spec.num_inference_steps} cfg={'on' if spec.cfg else 'off'} "
                 f"B={spec.batch_size} {spec.audio_s:g}s{' (paper baseline)' if spec.paper_baseline else ''}")
-        if args.budget_s and dt.datetime.now().timestamp() - t_start > args.budget_s:
+        if args.budget_s and time.perf_counter() - t_start > args.budget_s:
             skipped.append({"what": what, "reason": f"time budget of {args.budget_s:g} s spent"})
             continue
         try:
@@ -241,29 +258,48 @@ def run_report(args) -> dict:
         except Unavailable as e:
             skipped.append({"what": what, "reason": str(e)})
             continue
-        with work.context():
-            if spec.paper_baseline:  # warm-up: the same kernels over 2 steps; then the full run
-                measure(engines.prepare(replace(spec, num_inference_steps=2)).run, args.device, warmup=0, repeats=1)
-                times = measure(work.run, args.device, warmup=0, repeats=args.baseline_repeats)
-            else:
-                times = measure(work.run, args.device, **timing)
-            key = (spec.backend, spec.precision, spec.batch_size, spec.audio_s)
-            if key not in encoder_cache:
-                encoder_cache[key] = statistics.median(measure(work.encode, args.device, **timing))
-        model = engines.animator("torch", "fp32").backend.config
-        cost = call_cost(model, work.segments, num_inference_steps=spec.num_inference_steps, branches=spec.branches,
-                         precision=spec.precision, separate_branches=spec.paper_baseline)
-        floor_s = cost.floor_s(peaks.matmul(spec.precision), peaks.bandwidth_bytes_per_s)
-        row = make_row(spec, times, encoder_ms=encoder_cache[key], cost=cost, floor_s=floor_s, notes=work.notes)
-        if cuda:
-            row["est_2080ti_ms"] = est_2080ti_ms(row["latency_ms_p50"], cost, spec.precision, peaks)
-        rows.append(row)
-        tqdm.write(f"{what:60s} p50 {row['latency_ms_p50']:10.2f} ms  min {row['latency_ms_min']:10.2f} ms  "
-                   f"floor {row['floor_ms']:8.3f} ms  ({len(times)} runs)", file=sys.stderr)
-    add_speedups(rows)
+        try:
+            times, enc_ms = _measure_row(engines, spec, work, args, encoder_cache)
+        except Exception as e:  # noqa: BLE001 - one failing row must not lose a one-shot GPU run
+            traceback.print_exc()
+            skipped.append({"what": what, "reason": f"error: {type(e).__name__}: {str(e).strip()[:300]}"})
+            continue
+        measured.append((spec, times, enc_ms, work, os.getloadavg()[0]))
+        tqdm.write(f"{what:60s} p50 {statistics.median(times):10.2f} ms  min {min(times):10.2f} ms  "
+                   f"({len(times)} runs)", file=sys.stderr)
+        report(final=False)
+    peaks = peaks.best(measure_peaks(args.device, args.precisions))
+    out = report(final=True)
     engines.close()
-    return _report_dict(args, rows, skipped, peaks, started, load_start, device_name(args.device),
-                        device_slug(args.device))
+    return out
+
+
+def _measure_row(engines, spec: RowSpec, work, args, encoder_cache: dict) -> tuple[list[float], float]:
+    """Call times (ms) of one row and the p50 of its speech encoder alone (ms, measured once per
+    backend, precision, batch and audio length)."""
+    timing = dict(warmup=args.warmup, repeats=args.repeats, min_time_s=args.min_time_s, max_time_s=args.max_time_s)
+    with work.context():
+        if spec.paper_baseline:  # warm-up: the same kernels over 2 steps; then the full run
+            measure(engines.prepare(replace(spec, num_inference_steps=2)).run, args.device, warmup=0, repeats=1)
+            times = measure(work.run, args.device, warmup=0, repeats=args.baseline_repeats)
+        else:
+            times = measure(work.run, args.device, **timing)
+        key = (spec.backend, spec.precision, spec.batch_size, spec.audio_s)
+        if key not in encoder_cache:
+            encoder_cache[key] = statistics.median(measure(work.encode, args.device, **timing))
+    return times, encoder_cache[key]
+
+
+def _row(config, spec: RowSpec, times: list[float], encoder_ms: float, work, load: float, *, peaks, cuda: bool) -> dict:
+    """A schema row with its roofline figures (``config``: the ``DenoiserConfig``)."""
+    cost = call_cost(config, work.segments, num_inference_steps=spec.num_inference_steps, branches=spec.branches,
+                     precision=spec.precision, separate_branches=spec.paper_baseline)
+    floor_s = cost.floor_s(peaks.matmul(spec.precision), peaks.bandwidth_bytes_per_s)
+    row = make_row(spec, times, encoder_ms=encoder_ms, cost=cost, floor_s=floor_s, notes=work.notes)
+    if cuda:
+        row["est_2080ti_ms"] = est_2080ti_ms(row["latency_ms_p50"], cost, spec.precision, peaks)
+    row["load_avg_1m"] = round(load, 2)
+    return row
 
 
 def _report_dict(args, rows, skipped, peaks, started, load_start, device, slug) -> dict:
