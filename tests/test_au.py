@@ -175,11 +175,19 @@ def test_anchored_fine_guidance_keeps_other_regions_identical_to_the_uncontrolle
     assert np.abs(free[0, :, 1] - plain[0, :, 1]).min() > 0.1
 
 
-def test_region_anchor_covers_the_regions_of_aus_active_anywhere():
-    from cafetalk_rt.au import region_anchor
+def test_anchor_frees_upper_aus_own_channels_and_lower_aus_whole_mouth():
+    from cafetalk_rt.au import anchor_matrix, region_anchor
 
     au, mask = spans_to_condition("AU1@0-0.4", 50, 25, 2.0)
     a = region_anchor(au, mask)
-    assert a.shape == (1, 52) and a[0, UPPER_FACE_IDX].all() and not a[0, MOUTH_IDX].any()
-    au, mask = spans_to_condition("AU1@0-0.4,AU12@1-1.2", 50, 25, 2.0)
-    assert region_anchor(au[None], mask[None]).shape == (1, 1, 52) and region_anchor(au, mask).all()
+    assert a.shape == (1, 52) and a[0].sum() == 1 and a[0, ARKIT_NAMES.index("browInnerUp")] == 1
+    au, mask = spans_to_condition("AU2@0-0.4,AU12@1-1.2", 50, 25, 2.0)
+    a = region_anchor(au[None], mask[None])
+    assert a.shape == (1, 1, 52) and a[0, 0, MOUTH_IDX].all()
+    assert {ARKIT_NAMES[i] for i in np.flatnonzero(a[0, 0]) if i not in MOUTH_IDX} == {"browOuterUpLeft", "browOuterUpRight"}
+    au, mask = spans_to_condition("AU12=0@1-1.2", 50, 25, 2.0)
+    assert not region_anchor(au, mask).any()  # intensity 0: nothing may change
+    m = anchor_matrix()
+    assert m.shape == (NUM_AUS, 52) and set(np.unique(m)) == {0.0, 1.0}
+    for k, name in enumerate(AU_NAMES):  # every AU may change at least its own channels
+        assert m[k, au_channel_indices(name)].all()
