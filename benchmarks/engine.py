@@ -361,12 +361,13 @@ def paper_baseline(backend, audio: np.ndarray, options) -> np.ndarray:
 
 
 def measure(fn: Callable[[], object], device: str, *, warmup: int = 1, repeats: int = 5, min_time_s: float = 0.0,
-            max_time_s: float = float("inf"), max_repeats: int = 1000) -> list[float]:
+            max_time_s: float = float("inf"), max_repeats: int = 1000, cpu_ms: list | None = None) -> list[float]:
     """Wall times in ms of synchronised calls of ``fn`` after ``warmup`` untimed calls.
 
     Timed calls continue until at least ``repeats`` were made AND ``min_time_s`` has passed
     (fast GPU calls), but stop once ``max_time_s`` has passed after at least min(3, repeats)
-    calls (slow CPU calls), and at ``max_repeats``.
+    calls (slow CPU calls), and at ``max_repeats``. ``cpu_ms``: a list that receives each call's
+    process CPU time in ms (all threads; on a shared CPU the work done, without the waiting).
     """
     for _ in range(warmup):
         fn()
@@ -374,10 +375,12 @@ def measure(fn: Callable[[], object], device: str, *, warmup: int = 1, repeats: 
     times: list[float] = []
     start = time.perf_counter()
     while len(times) < max_repeats:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
         synchronize(device)
         times.append((time.perf_counter() - t0) * 1e3)
+        if cpu_ms is not None:
+            cpu_ms.append((time.process_time() - c0) * 1e3)
         elapsed = time.perf_counter() - start
         if len(times) >= repeats and elapsed >= min_time_s:
             break

@@ -80,12 +80,12 @@ class Peaks:
         return self.matmul_flops_per_s.get(precision, self.matmul_flops_per_s["fp32"])
 
     def best(self, other: "Peaks") -> "Peaks":
-        """Per-resource maximum of two measurements (e.g. at the start and the end of a run on a
-        shared machine: the higher one is closer to the device's real peak)."""
+        """Per-resource maximum of two measurements. Every measurement is a lower bound of the
+        device's peak (on a shared CPU, other jobs depress it), so the highest is the closest."""
         keys = set(self.matmul_flops_per_s) | set(other.matmul_flops_per_s)
         return Peaks({k: max(self.matmul_flops_per_s.get(k, 0.0), other.matmul_flops_per_s.get(k, 0.0)) for k in keys},
                      max(self.bandwidth_bytes_per_s, other.bandwidth_bytes_per_s),
-                     f"{self.how}; higher of the measurements at the start and at the end of the run")
+                     self.how.split("; ")[0] + "; the highest of all probes of the run")
 
     def to_json(self) -> dict:
         return {"matmul_tflops": {k: round(v / 1e12, 4) for k, v in self.matmul_flops_per_s.items()},

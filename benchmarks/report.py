@@ -30,7 +30,7 @@ TOP_LEVEL_FIELDS = ("device", "date", "commit", "torch", "rows")
 ROW_FIELDS = ("backend", "precision", "num_inference_steps", "batch_size", "audio_s", "cfg", "latency_ms_p50",
               "latency_ms_min", "rtf", "clips_per_s", "floor_ms", "is_paper_baseline")
 ROW_EXTRA_FIELDS = ("sampler", "encoder_ms_p50", "speedup_vs_baseline", "speedup_vs_paper", "floor_ratio",
-                    "gflop_per_call", "mb_per_call", "repeats", "est_2080ti_ms", "load_avg_1m", "notes")
+                    "gflop_per_call", "mb_per_call", "repeats", "est_2080ti_ms", "cpu_ms_p50", "load_avg_1m", "notes")
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
@@ -126,15 +126,17 @@ def _fmt(v, digits: int = 1) -> str:
 
 def markdown_table(rows: list[dict]) -> str:
     """The rows as a GitHub markdown table (ms, ×)."""
-    head = ["backend", "precision", "sampler", "K", "CFG", "batch", "audio s", "p50 ms", "min ms", "encoder ms",
-            "RTF", "clips/s", "floor ms", "p50/floor", "× baseline", "× paper"]
+    cpu = any(r.get("cpu_ms_p50") is not None for r in rows)
+    head = ["backend", "precision", "sampler", "K", "CFG", "batch", "audio s", "p50 ms", "min ms"]
+    head += ["CPU ms"] * cpu + ["encoder ms", "RTF", "clips/s", "floor ms", "p50/floor", "× baseline", "× paper"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         name = f"**{r['backend']} (paper-style baseline)**" if r["is_paper_baseline"] else r["backend"]
         cells = [name, r["precision"], r.get("sampler", ""), r["num_inference_steps"], _fmt(r["cfg"]), r["batch_size"],
-                 _fmt(float(r["audio_s"]), 0), _fmt(r["latency_ms_p50"]), _fmt(r["latency_ms_min"]),
-                 _fmt(r.get("encoder_ms_p50")), f"{r['rtf']:.3g}", _fmt(r["clips_per_s"], 2), _fmt(r["floor_ms"], 2),
-                 _fmt(r.get("floor_ratio")), _fmt(r.get("speedup_vs_baseline")), _fmt(r.get("speedup_vs_paper"))]
+                 _fmt(float(r["audio_s"]), 0), _fmt(r["latency_ms_p50"]), _fmt(r["latency_ms_min"])]
+        cells += [_fmt(r.get("cpu_ms_p50"))] * cpu
+        cells += [_fmt(r.get("encoder_ms_p50")), f"{r['rtf']:.3g}", _fmt(r["clips_per_s"], 2), _fmt(r["floor_ms"], 2),
+                  _fmt(r.get("floor_ratio")), _fmt(r.get("speedup_vs_baseline")), _fmt(r.get("speedup_vs_paper"))]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -259,38 +261,42 @@ def run_report(args, out_dir: str | Path | None = None) -> dict:
             skipped.append({"what": what, "reason": str(e)})
             continue
         try:
-            times, enc_ms = _measure_row(engines, spec, work, args, encoder_cache)
+            times, cpu_ms, enc_ms = _measure_row(engines, spec, work, args, encoder_cache)
         except Exception as e:  # noqa: BLE001 - one failing row must not lose a one-shot GPU run
             traceback.print_exc()
             skipped.append({"what": what, "reason": f"error: {type(e).__name__}: {str(e).strip()[:300]}"})
             continue
-        measured.append((spec, times, enc_ms, work, os.getloadavg()[0]))
+        measured.append((spec, times, cpu_ms, enc_ms, work, os.getloadavg()[0]))
         tqdm.write(f"{what:60s} p50 {statistics.median(times):10.2f} ms  min {min(times):10.2f} ms  "
                    f"({len(times)} runs)", file=sys.stderr)
         report(final=False)
+        if not cuda:  # a shared CPU's measured peak varies with the other jobs: keep the best probe
+            peaks = peaks.best(measure_peaks(args.device, args.precisions, repeats=2))
     peaks = peaks.best(measure_peaks(args.device, args.precisions))
     out = report(final=True)
     engines.close()
     return out
 
 
-def _measure_row(engines, spec: RowSpec, work, args, encoder_cache: dict) -> tuple[list[float], float]:
-    """Call times (ms) of one row and the p50 of its speech encoder alone (ms, measured once per
-    backend, precision, batch and audio length)."""
+def _measure_row(engines, spec: RowSpec, work, args, encoder_cache: dict) -> tuple[list[float], list[float], float]:
+    """Wall and process-CPU times (ms) of one row's calls, and the p50 of its speech encoder
+    alone (ms, measured once per backend, precision, batch and audio length)."""
     timing = dict(warmup=args.warmup, repeats=args.repeats, min_time_s=args.min_time_s, max_time_s=args.max_time_s)
+    cpu_ms: list[float] = []
     with work.context():
         if spec.paper_baseline:  # warm-up: the same kernels over 2 steps; then the full run
             measure(engines.prepare(replace(spec, num_inference_steps=2)).run, args.device, warmup=0, repeats=1)
-            times = measure(work.run, args.device, warmup=0, repeats=args.baseline_repeats)
+            times = measure(work.run, args.device, warmup=0, repeats=args.baseline_repeats, cpu_ms=cpu_ms)
         else:
-            times = measure(work.run, args.device, **timing)
+            times = measure(work.run, args.device, **timing, cpu_ms=cpu_ms)
         key = (spec.backend, spec.precision, spec.batch_size, spec.audio_s)
         if key not in encoder_cache:
             encoder_cache[key] = statistics.median(measure(work.encode, args.device, **timing))
-    return times, encoder_cache[key]
+    return times, cpu_ms, encoder_cache[key]
 
 
-def _row(config, spec: RowSpec, times: list[float], encoder_ms: float, work, load: float, *, peaks, cuda: bool) -> dict:
+def _row(config, spec: RowSpec, times: list[float], cpu_ms: list[float], encoder_ms: float, work, load: float, *,
+         peaks, cuda: bool) -> dict:
     """A schema row with its roofline figures (``config``: the ``DenoiserConfig``)."""
     cost = call_cost(config, work.segments, num_inference_steps=spec.num_inference_steps, branches=spec.branches,
                      precision=spec.precision, separate_branches=spec.paper_baseline)
@@ -298,6 +304,8 @@ def _row(config, spec: RowSpec, times: list[float], encoder_ms: float, work, loa
     row = make_row(spec, times, encoder_ms=encoder_ms, cost=cost, floor_s=floor_s, notes=work.notes)
     if cuda:
         row["est_2080ti_ms"] = est_2080ti_ms(row["latency_ms_p50"], cost, spec.precision, peaks)
+    else:
+        row["cpu_ms_p50"] = round(statistics.median(cpu_ms), 3)
     row["load_avg_1m"] = round(load, 2)
     return row
 
