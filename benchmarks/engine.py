@@ -62,6 +62,8 @@ class RowSpec:
         cfg: classifier-free guidance on (emotion scale 1.5, 3 branches per step) or off (1 branch).
         sampler: "ddim" (fused into one graph on exported-graph backends), "dpmpp_2m" or "ddpm".
         paper_baseline: the paper-style reference (:func:`paper_baseline`).
+        fused: through the backend's one-call ``animate_batch(audio (B, L), noise, …)`` (audio →
+            blendshapes in one graph replay, ``torch_cudagraph``) instead of encode + sample.
     """
 
     backend: str
@@ -72,6 +74,17 @@ class RowSpec:
     cfg: bool
     sampler: str = "ddim"
     paper_baseline: bool = False
+    fused: bool = False
+
+    @property
+    def path(self) -> str:
+        """How the row calls the engine: "paper_baseline", "animate_batch", "Animator.animate"
+        (batch 1) or "encode+sample" (batch > 1)."""
+        if self.paper_baseline:
+            return "paper_baseline"
+        if self.fused:
+            return "animate_batch"
+        return "Animator.animate" if self.batch_size == 1 else "encode+sample"
 
     @property
     def options(self):
@@ -221,7 +234,7 @@ class Engines:
             backend = loader(self.model_path, device=self.device, **kw)
         anim = copy.copy(base)
         anim.backend, anim.model_fps = backend, int(backend.config.fps)
-        actual = getattr(backend, "precision", "fp32")  # a loader without the parameter has one precision
+        actual = backend_precision(backend)  # a loader without the parameter has one precision
         if actual != precision:
             self._animators[(name, actual)] = anim
             raise Unavailable(f"the {name} backend runs {actual} only")
@@ -259,6 +272,13 @@ class Engines:
         if spec.paper_baseline:
             return Workload(spec, lambda: paper_baseline(backend, clips[0], options), lambda: backend.encode(clips[0]),
                             context, segs, "DDPM 1000 steps, 3 CFG branches as separate forward passes, fp32 eager")
+        if spec.fused:
+            if not hasattr(backend, "animate_batch"):
+                raise Unavailable(f"the {spec.backend} backend has no fused animate_batch call")
+            if len(segs) != 1:
+                raise Unavailable("the fused call takes clips up to one window; long audio goes through Animator")
+            return Workload(spec, lambda: fused_batch(backend, clips, options), lambda: encode_clips(backend, clips),
+                            context, segs, f"{spec.batch_size} clip(s) in one animate_batch call (log-mel on the host)")
         if spec.batch_size == 1:
             from cafetalk_rt.longform import encode_windows, window_groups, windows_per_call
             from cafetalk_rt.windows import WindowOptions, plan_windows
@@ -300,17 +320,37 @@ def encode_clips(backend, clips: list[np.ndarray]) -> np.ndarray:
     return np.stack([np.asarray(f, np.float32) for f in feats])
 
 
-def sample_batch(backend, clips: list[np.ndarray], options) -> np.ndarray:
-    """Encode B clips and denoise them in ONE backend call: (B, T, 52) float32 in [0, 1]."""
+def _conditions(backend, clips: list[np.ndarray], options) -> dict:
+    """Seeded x_T (B, T, 52) float32 and the coarse conditions of a batch of equally long clips."""
     from cafetalk_rt.emotions import emotion_index
     from cafetalk_rt.frames import num_frames
 
-    features = encode_clips(backend, clips)
     t = num_frames(clips[0].size, int(backend.config.fps))
     noise = np.random.default_rng(options.seed).standard_normal((len(clips), t, 52), dtype=np.float32)
-    x0 = backend.sample(features, noise, emotion=emotion_index(options.emotion), intensity=options.intensity,
-                        options=options)
+    return {"noise": noise, "emotion": emotion_index(options.emotion), "intensity": options.intensity,
+            "options": options}
+
+
+def sample_batch(backend, clips: list[np.ndarray], options) -> np.ndarray:
+    """Encode B clips and denoise them in ONE backend call: (B, T, 52) float32 in [0, 1]."""
+    x0 = backend.sample(encode_clips(backend, clips), **_conditions(backend, clips, options))
     return np.clip(np.asarray(x0, np.float32), 0.0, 1.0)
+
+
+def fused_batch(backend, clips: list[np.ndarray], options) -> np.ndarray:
+    """B clips through the backend's one-call ``animate_batch`` (audio → blendshapes):
+    (B, T, 52) float32 in [0, 1]."""
+    x0 = backend.animate_batch(np.stack(clips), **_conditions(backend, clips, options))
+    return np.clip(np.asarray(x0, np.float32), 0.0, 1.0)
+
+
+def backend_precision(backend) -> str:
+    """The compute precision a loaded backend runs: its ``precision`` attribute (exported
+    graphs), else its torch ``dtype`` (float16 → "fp16"), else "fp32"."""
+    precision = getattr(backend, "precision", None)
+    if isinstance(precision, str):
+        return precision
+    return {"torch.float16": "fp16", "torch.bfloat16": "bf16"}.get(str(getattr(backend, "dtype", "")), "fp32")
 
 
 def paper_baseline(backend, audio: np.ndarray, options) -> np.ndarray:

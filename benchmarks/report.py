@@ -29,7 +29,7 @@ from benchmarks.roofline import RTX_2080_TI_PEAKS, Cost, call_cost
 TOP_LEVEL_FIELDS = ("device", "date", "commit", "torch", "rows")
 ROW_FIELDS = ("backend", "precision", "num_inference_steps", "batch_size", "audio_s", "cfg", "latency_ms_p50",
               "latency_ms_min", "rtf", "clips_per_s", "floor_ms", "is_paper_baseline")
-ROW_EXTRA_FIELDS = ("sampler", "encoder_ms_p50", "speedup_vs_baseline", "speedup_vs_paper", "floor_ratio",
+ROW_EXTRA_FIELDS = ("sampler", "path", "encoder_ms_p50", "speedup_vs_baseline", "speedup_vs_paper", "floor_ratio",
                     "gflop_per_call", "mb_per_call", "repeats", "est_2080ti_ms", "cpu_ms_p50", "load_avg_1m", "notes")
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -45,7 +45,7 @@ def make_row(spec: RowSpec, times_ms: list[float], *, encoder_ms: float | None, 
            "latency_ms_p50": round(p50, 3), "latency_ms_min": round(min(times_ms), 3),
            "rtf": round(p50 / 1e3 / audio, 6), "clips_per_s": round(spec.batch_size / (p50 / 1e3), 3),
            "floor_ms": round(floor_s * 1e3, 4), "is_paper_baseline": spec.paper_baseline,
-           "sampler": spec.sampler, "encoder_ms_p50": None if encoder_ms is None else round(encoder_ms, 3),
+           "sampler": spec.sampler, "path": spec.path, "encoder_ms_p50": None if encoder_ms is None else round(encoder_ms, 3),
            "speedup_vs_baseline": None, "speedup_vs_paper": None,
            "floor_ratio": round(p50 / (floor_s * 1e3), 2) if floor_s > 0 else None,
            "gflop_per_call": round(cost.flops / 1e9, 3), "mb_per_call": round(cost.bytes / 1e6, 3),
@@ -132,6 +132,7 @@ def markdown_table(rows: list[dict]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         name = f"**{r['backend']} (paper-style baseline)**" if r["is_paper_baseline"] else r["backend"]
+        name += " (fused animate_batch)" if r.get("path") == "animate_batch" else ""
         cells = [name, r["precision"], r.get("sampler", ""), r["num_inference_steps"], _fmt(r["cfg"]), r["batch_size"],
                  _fmt(float(r["audio_s"]), 0), _fmt(r["latency_ms_p50"]), _fmt(r["latency_ms_min"])]
         cells += [_fmt(r.get("cpu_ms_p50"))] * cpu
@@ -170,16 +171,21 @@ def markdown(report: dict) -> str:
 
 # -- planning and running ---------------------------------------------------------------------
 def plan_rows(pairs: list[tuple[str, str]], *, steps, batch_sizes, audio_s, cfgs, reference_steps: int,
-              reference_audio_s: float = PAPER_AUDIO_S, baseline: bool = True) -> list[RowSpec]:
+              reference_audio_s: float = PAPER_AUDIO_S, baseline: bool = True, fused_pairs=()) -> list[RowSpec]:
     """Rows in priority order: the paper-style baseline; per (backend, precision) the K × CFG
-    grid at batch 1 and the reference audio length; the batches (> 1) and the other audio lengths
-    at K = ``reference_steps`` with CFG, batch 1 for audio other than the reference (so the
-    longest audio is measured at one K and batch 1 only)."""
+    grid at batch 1 and the reference audio length (again through the one-call ``animate_batch``
+    for ``fused_pairs``); the batches (> 1) and the other audio lengths at K =
+    ``reference_steps`` with CFG, batch 1 for audio other than the reference (so the longest
+    audio is measured at one K and batch 1 only)."""
     rows = [paper_baseline_spec(reference_audio_s)] if baseline else []
     for b, p in pairs:
         rows += [RowSpec(b, p, k, 1, reference_audio_s, c) for k in steps for c in cfgs]
+    for b, p in fused_pairs:
+        rows += [RowSpec(b, p, k, 1, reference_audio_s, c, fused=True) for k in steps for c in cfgs]
     for b, p in pairs:
         rows += [RowSpec(b, p, reference_steps, n, reference_audio_s, True) for n in batch_sizes if n > 1]
+    for b, p in fused_pairs:
+        rows += [RowSpec(b, p, reference_steps, n, reference_audio_s, True, fused=True) for n in batch_sizes if n > 1]
     for a in sorted(audio_s):
         if a != reference_audio_s:
             rows += [RowSpec(b, p, reference_steps, 1, a, True) for b, p in pairs]
@@ -229,8 +235,9 @@ def run_report(args, out_dir: str | Path | None = None) -> dict:
                 skipped.append({"what": f"{name} {p}", "reason": str(e)})
     ref_k = DEFAULT_NUM_INFERENCE_STEPS if DEFAULT_NUM_INFERENCE_STEPS in args.steps else max(args.steps)
     ref_audio = PAPER_AUDIO_S if PAPER_AUDIO_S in args.audio_s else args.audio_s[0]
-    specs = plan_rows(pairs, steps=args.steps, batch_sizes=args.batch_sizes, audio_s=args.audio_s,
-                      cfgs=args.cfg, reference_steps=ref_k, reference_audio_s=ref_audio, baseline=args.baseline)
+    fused = [(n, p) for n, p in pairs if hasattr(engines.animator(n, p).backend, "animate_batch")]
+    specs = plan_rows(pairs, steps=args.steps, batch_sizes=args.batch_sizes, audio_s=args.audio_s, cfgs=args.cfg,
+                      reference_steps=ref_k, reference_audio_s=ref_audio, baseline=args.baseline, fused_pairs=fused)
     for name, p in pairs:
         try:
             engines.preload(name, p, sorted({s.num_inference_steps for s in specs if s.backend == name}))
@@ -250,7 +257,7 @@ def run_report(args, out_dir: str | Path | None = None) -> dict:
 
     t_start = time.perf_counter()
     for spec in tqdm(specs, desc="rows", unit="row", file=sys.stderr):
-        what = (f"{spec.backend} {spec.precision} K={spec.num_inference_steps} cfg={'on' if spec.cfg else 'off'} "
+        what = (f"{spec.backend}{' fused' if spec.fused else ''} {spec.precision} K={spec.num_inference_steps} cfg={'on' if spec.cfg else 'off'} "
                 f"B={spec.batch_size} {spec.audio_s:g}s{' (paper baseline)' if spec.paper_baseline else ''}")
         if args.budget_s and time.perf_counter() - t_start > args.budget_s:
             skipped.append({"what": what, "reason": f"time budget of {args.budget_s:g} s spent"})

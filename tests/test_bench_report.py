@@ -113,6 +113,9 @@ def test_plan_rows_priorities():
     assert len(rows) == 1 + 2 * 4 + 2 + 2 * 2
     long = [r for r in rows if r.audio_s == 300.0]
     assert {(r.batch_size, r.num_inference_steps) for r in long} == {(1, 4)}
+    fused = plan_rows(pairs, steps=[1, 4], batch_sizes=[1, 4], audio_s=[5.0], cfgs=[True], reference_steps=4,
+                      fused_pairs=[("torch", "fp32")])
+    assert [(r.path, r.batch_size) for r in fused if r.fused] == [("animate_batch", 1)] * 2 + [("animate_batch", 4)]
 
 
 def test_paper_baseline_equals_the_engines_ddpm(animator, demo_audio):
