@@ -21,16 +21,18 @@ _FORCE = ("--force", dict(action="store_true", help="rebuild even when an up-to-
 
 #: subcommand → (help, [(flag, argparse kwargs)]).
 COMMANDS: dict[str, tuple[str, list[tuple[str, dict]]]] = {
-    "onnx": ("write the ONNX graphs (speech encoder, denoiser step, fused K-step sampler, end-to-end)", [
+    "onnx": ("write the ONNX graphs (speech encoder, denoiser step, fused K-step sampler, end-to-end; "
+             "their *_au fine-control variants for checkpoints with the stage-2 adapter)", [
         _MODEL, ("--out", dict(default="exported", help="output directory (default ./exported)")), _STEPS,
-        ("--graphs", dict(nargs="+", choices=GRAPH_KINDS, default=list(GRAPH_KINDS), help="which graphs")),
+        ("--graphs", dict(nargs="+", choices=GRAPH_KINDS, default=list(GRAPH_KINDS),
+                          help="which graphs (default all; the *_au ones need a checkpoint with the adapter)")),
         ("--precision", dict(nargs="+", choices=("fp32", "fp16"), default=["fp32"], help="fp32 and/or fp16")),
         _FORCE]),
     "tensorrt": ("build fp16 TensorRT engines from the ONNX graphs (needs TensorRT and a GPU)", [
         _MODEL, ("--onnx-dir", dict(default="exported", help="where the ONNX graphs are (exported if missing)")),
         ("--out", dict(default=None, help="engine cache directory (default: the user cache)")), _STEPS,
-        ("--graphs", dict(nargs="*", choices=GRAPH_KINDS, default=["speech_encoder", "denoiser_step", "sampler", "end_to_end"],
-                          help="graphs to export (fp16 ONNX) and build")),
+        ("--graphs", dict(nargs="*", choices=GRAPH_KINDS, default=list(GRAPH_KINDS),
+                          help="graphs to export (fp16 ONNX) and build (*_au: checkpoints with the adapter only)")),
         ("--onnx", dict(nargs="*", default=[], metavar="FILE", help="also build these ONNX files as they are")),
         ("--workspace-gib", dict(type=float, default=4.0, help="builder workspace limit")), _FORCE]),
     "triton": ("write a Triton Inference Server model repository", [

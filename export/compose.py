@@ -9,6 +9,8 @@ The solver is not re-written here: :func:`cafetalk_rt.samplers.sample_ddim` is a
 so it runs on :class:`Value` handles whose ``+ - * /`` append ONNX nodes, and its
 ``denoiser(x, t)`` call inlines one copy of the ``denoiser_step`` graph with ``timestep`` = t.
 The result has no Loop/If/Scan: every step is straight-line code sharing one set of weights.
+The AU variants (``sampler_au``, ``end_to_end_au``) are composed the same way from
+``denoiser_step_au``, the solver state stacking the controlled and the uncontrolled trajectory.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from cafetalk_rt.samplers import sample_ddim
 from cafetalk_rt.schedule import NoiseSchedule, inference_timesteps
 from export import io_spec
 
-_DTYPES = {"float32": TensorProto.FLOAT, "int64": TensorProto.INT64}
+_DTYPES = {"float32": TensorProto.FLOAT, "int64": TensorProto.INT64, "bool": TensorProto.BOOL}
 
 
 class Value:
@@ -66,9 +68,15 @@ class GraphBuilder:
         return Value(self, name)
 
     def op(self, op_type: str, *inputs: Value, **attrs) -> Value:
-        out = self.fresh(op_type.lower())
-        self.nodes.append(helper.make_node(op_type, [v.name for v in inputs], [out], name=out, **attrs))
-        return Value(self, out)
+        """Append one single-output node; returns its output."""
+        return self.op_n(op_type, 1, *inputs, **attrs)[0]
+
+    def op_n(self, op_type: str, count: int, *inputs: Value, **attrs) -> list[Value]:
+        """Append one node with ``count`` outputs (e.g. Split); returns them in order."""
+        name = self.fresh(op_type.lower())
+        outs = [name] if count == 1 else [f"{name}_{i}" for i in range(count)]
+        self.nodes.append(helper.make_node(op_type, [v.name for v in inputs], outs, name=name, **attrs))
+        return [Value(self, o) for o in outs]
 
     def inline(self, model: onnx.ModelProto, feed: dict[str, Value], prefix: str, weights_prefix: str) -> dict[str, Value]:
         """Append a copy of ``model``'s graph, its inputs bound to ``feed``; returns its outputs.
@@ -117,34 +125,48 @@ class GraphBuilder:
 
 
 def build_sampler(step: onnx.ModelProto, num_inference_steps: int, schedule: NoiseSchedule,
-                  bs_mean: np.ndarray, bs_std: np.ndarray) -> onnx.ModelProto:
+                  bs_mean: np.ndarray, bs_std: np.ndarray, *, kind: str = "sampler") -> onnx.ModelProto:
     """Fuse K DDIM steps (trailing timesteps, ``inference_timesteps``) of ``step`` into one graph.
 
-    Inputs/outputs: ``io_spec.GRAPHS["sampler"]``. After the last step the x0 prediction is
-    denormalised (x0 · bs_std + bs_mean, (52,) float32 each) and clipped to [0, 1].
+    Inputs/outputs: ``io_spec.GRAPHS[kind]``, ``kind`` "sampler" (``step`` = ``denoiser_step``)
+    or "sampler_au" (``step`` = ``denoiser_step_au``). For "sampler_au" the solver state stacks
+    the controlled and the uncontrolled trajectory, (2B, T, 52), both starting from ``noise``
+    (``cafetalk_rt.guidance.anchored_fine_denoiser``); each step splits it into the step graph's
+    ``x_t`` / ``x_t_uncontrolled`` and the result is the controlled half. After the last step the
+    x0 prediction is denormalised (x0 · bs_std + bs_mean, (52,) float32 each) and clipped to [0, 1].
     """
-    b = GraphBuilder("sampler")
+    b = GraphBuilder(kind)
     inp = b.inputs
+    au = kind == "sampler_au"
     batch_shape = b.op("Shape", inp["emotion"])  # (1,) int64 = [B]
     calls = iter(range(num_inference_steps))
+    conds = {k: inp[k] for k in io_spec.GRAPHS[kind].input_names if k != "noise"}
 
     def denoiser(x: Value, t: int) -> Value:
         timestep = b.op("Expand", b.const(np.array([t]), np.int64), batch_shape)  # (B,)
-        feed = {"x_t": x, "timestep": timestep, **{k: inp[k] for k in io_spec.GRAPHS["sampler"].input_names if k != "noise"}}
-        return b.inline(step, feed, prefix=f"step{next(calls)}/", weights_prefix="denoiser/")["x0_pred"]
+        x_in = dict(zip(("x_t", "x_t_uncontrolled"), halves(x))) if au else {"x_t": x}
+        out = b.inline(step, {**x_in, "timestep": timestep, **conds}, prefix=f"step{next(calls)}/", weights_prefix="denoiser/")
+        return b.op("Concat", out["x0_pred"], out["x0_pred_uncontrolled"], axis=0) if au else out["x0_pred"]
+
+    def halves(x: Value) -> list[Value]:  # (2B, …) → controlled (B, …), uncontrolled (B, …)
+        return b.op_n("Split", 2, x, axis=0, num_outputs=2)
 
     timesteps = inference_timesteps(num_inference_steps, schedule.num_train_timesteps)
-    x0 = sample_ddim(denoiser, inp["noise"], timesteps, schedule)  # the runtime's own solver
+    x_start = b.op("Concat", inp["noise"], inp["noise"], axis=0) if au else inp["noise"]
+    x0 = sample_ddim(denoiser, x_start, timesteps, schedule)  # the runtime's own solver
+    if au:
+        x0 = halves(x0)[0]
     blend = x0 * np.asarray(bs_std, np.float32) + np.asarray(bs_mean, np.float32)
     out = b.op("Clip", blend, b.const(0.0), b.const(1.0))
     return b.finish({"blendshapes": out}, like=step)
 
 
-def build_end_to_end(encoder: onnx.ModelProto, sampler: onnx.ModelProto) -> onnx.ModelProto:
-    """``encoder`` feeding ``sampler``: audio + conditions + noise → blendshapes, one graph."""
-    b = GraphBuilder("end_to_end")
+def build_end_to_end(encoder: onnx.ModelProto, sampler: onnx.ModelProto, *, kind: str = "end_to_end") -> onnx.ModelProto:
+    """``encoder`` feeding ``sampler``: audio + conditions + noise → blendshapes, one graph.
+    ``kind`` "end_to_end" (``sampler`` = a "sampler" graph) or "end_to_end_au" ("sampler_au")."""
+    b = GraphBuilder(kind)
     inp = b.inputs
     feats = b.inline(encoder, {"audio": inp["audio"]}, prefix="encoder/", weights_prefix="encoder/")
-    feed = {k: inp[k] for k in io_spec.GRAPHS["sampler"].input_names if k != "audio_features"}
+    feed = {k: inp[k] for k in io_spec.GRAPHS[io_spec.SAMPLER_OF[kind]].input_names if k != "audio_features"}
     out = b.inline(sampler, {**feed, "audio_features": feats["audio_features"]}, prefix="sampler/", weights_prefix="sampler/")
     return b.finish({"blendshapes": out["blendshapes"]}, like=sampler)

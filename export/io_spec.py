@@ -16,22 +16,33 @@ Graphs (all inputs carry the batch axis first, so Triton can batch requests):
   update rule inside (paper Eq. 6 combine per step, Song et al. 2021 Eq. 12), noise as input.
 * ``end_to_end``: ``speech_encoder`` feeding ``sampler``: waveform in, blendshapes out.
 
-Action-unit conditions (issue 3) are an extension point, not an input yet. Stage-1 checkpoints
-(the shipped one) have no fine-control adapter, so an AU input would be silently ignored; the
-graphs are exported without one and the runtime refuses AU spans on exported-graph backends.
-For a stage-2 checkpoint the inputs would be, matching ``TorchBackend.sample(fine=...)`` and
-``cafetalk_rt.guidance.combine``: ``au`` (B, T, n_AU) float32 in [0, 1] (``cafetalk_rt.au``
-order), ``au_mask`` (B, T) bool (Z of Eq. 6) and ``au_guidance_scale`` (B,) float32 (β), with
-the fine branch as a fourth batch block (4B rows) in ``denoiser_step``; names reserved in
-:data:`RESERVED_INPUTS`, and metadata ``au_vocabulary`` (today ``[]``) would list the AU names.
+Fine (action-unit) control, for checkpoints with the stage-2 adapter only (``*_au`` graphs,
+separate files so the plain graphs stay lean): the plain graph's inputs plus ``au``
+(B, T, n_AU) float32 in [0, 1] (``cafetalk_rt.au.AU_NAMES`` order, metadata ``au_vocabulary``),
+``au_mask`` (B, T) bool and ``au_guidance_scale`` (B,) float32, computing what
+``TorchBackend.sample(fine=...)`` computes:
+
+* ``denoiser_step_au``: one step of ``cafetalk_rt.guidance.anchored_fine_denoiser``. Inputs
+  ``x_t`` (controlled trajectory) and ``x_t_uncontrolled``; ONE 7B-row batch: the three CFG
+  branches and the fine branch (adapter on) at ``x_t``, the three branches at
+  ``x_t_uncontrolled``. Outputs ``x0_pred`` = anchor ⊙ x0_c + (1 − anchor) ⊙ x0_u, with x0_c the
+  Eq. 6 combine plus β · Z ⊙ (G_ACF − G_AC), and ``x0_pred_uncontrolled`` = x0_u. With
+  active = (au > 0) ∧ au_mask (B, T, n_AU): Z (B, T, 52) = min(1, active @ R) and anchor
+  (B, 1, 52) = max over T of min(1, active @ A), R and A constant (n_AU, 52) matrices
+  (``cafetalk_rt.au.region_matrix``, ``anchor_matrix``), both computed inside the graph.
+* ``sampler_au`` / ``end_to_end_au``: the K-step fused sampler on that step; both trajectories
+  start from the same ``noise`` and the output is the controlled one.
+
+A row whose ``au_mask`` is all false gets exactly the uncontrolled trajectory (anchor 0).
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 
+from cafetalk_rt.au import NUM_AUS
 from cafetalk_rt.backends import base
-from cafetalk_rt.backends.base import GRAPH_FORMAT
+from cafetalk_rt.backends.base import AU_VARIANTS, GRAPH_FORMAT
 from cafetalk_rt.blendshapes import NUM_BLENDSHAPES
 
 OPSET = 18  # TensorRT 8.6-10.x parse opset 18; LayerNormalization needs >= 17.
@@ -45,8 +56,6 @@ DIMS: dict[str, tuple[int, int, int]] = {
     "num_frames": (1, 125, 750),  # T, frames at the model fps (25)
     "num_feature_frames": (1, 250, 1500),  # T_a, 50 Hz speech-encoder frames
 }
-
-RESERVED_INPUTS = ("au", "au_mask", "au_guidance_scale")
 
 
 @dataclass(frozen=True)
@@ -86,6 +95,20 @@ BLENDSHAPES = _t("blendshapes", "float32", ("batch", "num_frames", NUM_BLENDSHAP
 
 CONDITIONS = (EMOTION, INTENSITY, GUIDANCE_SCALE, AUDIO_GUIDANCE_SCALE)
 
+AU = _t("au", "float32", ("batch", "num_frames", NUM_AUS),
+        "AU intensities in [0, 1] per frame (metadata 'au_vocabulary' order); 0 = no control on that AU")
+AU_MASK = _t("au_mask", "bool", ("batch", "num_frames"),
+             "true on frames that carry an AU condition (Z of Eq. 6); all false = no fine control")
+AU_GUIDANCE_SCALE = _t("au_guidance_scale", "float32", ("batch",),
+                       "strength beta of the AU condition inside the mask; 0 = off, 1 = conditional model")
+AU_CONDITIONS = (AU, AU_MASK, AU_GUIDANCE_SCALE)
+X_T_UNCONTROLLED = _t("x_t_uncontrolled", "float32", ("batch", "num_frames", NUM_BLENDSHAPES),
+                      "noisy blendshapes of the uncontrolled trajectory (same x_T as x_t, region anchoring)")
+X0_PRED_AU = _t("x0_pred", "float32", ("batch", "num_frames", NUM_BLENDSHAPES),
+                "guided x0 of the controlled trajectory, anchored: uncontrolled x0 outside the active AUs' regions")
+X0_PRED_UNCONTROLLED = _t("x0_pred_uncontrolled", "float32", ("batch", "num_frames", NUM_BLENDSHAPES),
+                          "guided x0 of the uncontrolled trajectory (no AU condition)")
+
 
 @dataclass(frozen=True)
 class GraphSpec:
@@ -109,10 +132,19 @@ GRAPHS: dict[str, GraphSpec] = {
     "denoiser_step": GraphSpec("denoiser_step", (X_T, TIMESTEP, AUDIO_FEATURES, *CONDITIONS), (X0_PRED,)),
     "sampler": GraphSpec("sampler", (NOISE, AUDIO_FEATURES, *CONDITIONS), (BLENDSHAPES,)),
     "end_to_end": GraphSpec("end_to_end", (AUDIO, NOISE, *CONDITIONS), (BLENDSHAPES,)),
+    "denoiser_step_au": GraphSpec("denoiser_step_au", (X_T, X_T_UNCONTROLLED, TIMESTEP, AUDIO_FEATURES, *CONDITIONS,
+                                                       *AU_CONDITIONS), (X0_PRED_AU, X0_PRED_UNCONTROLLED)),
+    "sampler_au": GraphSpec("sampler_au", (NOISE, AUDIO_FEATURES, *CONDITIONS, *AU_CONDITIONS), (BLENDSHAPES,)),
+    "end_to_end_au": GraphSpec("end_to_end_au", (AUDIO, NOISE, *CONDITIONS, *AU_CONDITIONS), (BLENDSHAPES,)),
 }
 assert tuple(GRAPHS) == base.GRAPH_KINDS
 #: Graphs whose computation depends on K (the others are exported once per model).
-PER_K = ("sampler", "end_to_end")
+PER_K = ("sampler", "end_to_end", "sampler_au", "end_to_end_au")
+#: Fine-control graphs: exported only for checkpoints with the stage-2 adapter.
+AU_KINDS = tuple(AU_VARIANTS.values())
+#: What each fused graph is composed from.
+STEP_OF = {"sampler": "denoiser_step", "sampler_au": "denoiser_step_au"}
+SAMPLER_OF = {"end_to_end": "sampler", "end_to_end_au": "sampler_au"}
 PRECISIONS = ("fp32", "fp16")
 
 

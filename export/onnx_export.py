@@ -20,6 +20,7 @@ from pathlib import Path
 
 import onnx
 
+from cafetalk_rt.au import AU_NAMES
 from cafetalk_rt.backends.base import (GRAPH_FORMAT, KEY_FORMAT, KEY_GRAPH, KEY_IO, KEY_MODEL_SHA256,
                                        KEY_PRECISION)
 from cafetalk_rt.backends.cache import file_sha256
@@ -32,7 +33,14 @@ from export import io_spec
 log = logging.getLogger(__name__)
 
 #: What each graph is built from (exported first, into the same directory).
-DEPENDS = {"sampler": ("denoiser_step",), "end_to_end": ("speech_encoder", "sampler")}
+DEPENDS = {**{kind: (step,) for kind, step in io_spec.STEP_OF.items()},
+           **{kind: ("speech_encoder", sampler) for kind, sampler in io_spec.SAMPLER_OF.items()}}
+#: Metadata ``guidance``: the combine formula of a graph's CFG.
+GUIDANCE = "x0 = G_null + s_a (G_A - G_null) + s_c (G_AC - G_A); branches [full, audio_only, null] in one 3B batch"
+GUIDANCE_AU = (GUIDANCE[: GUIDANCE.index(";")] + " + beta Z (G_ACF - G_AC), Z = min(1, ((au > 0) & au_mask) @ "
+               "region_matrix); x0_pred = x0_u + anchor (x0_c - x0_u), anchor = max_T min(1, ((au > 0) & au_mask) "
+               "@ anchor_matrix); rows [full, audio_only, null, "
+               "fine] at x_t + [full, audio_only, null] at x_t_uncontrolled in one 7B batch")
 
 
 @dataclass(frozen=True)
@@ -48,8 +56,10 @@ class ExportResult:
 
 
 def graph_metadata(kind: str, precision: str, model, model_sha256: str, num_inference_steps: int | None) -> dict[str, str]:
-    """The metadata props every graph carries (read back by ``cafetalk_rt.backends.base``)."""
+    """The metadata props every graph carries (read back by ``cafetalk_rt.backends.base``);
+    ``au_vocabulary`` lists ``cafetalk_rt.au.AU_NAMES`` for the AU graphs, [] for the others."""
     cfg = model.config
+    au_graph = kind in io_spec.AU_KINDS
     k = num_inference_steps if kind in io_spec.PER_K else None
     import onnxscript
     import torch
@@ -62,9 +72,9 @@ def graph_metadata(kind: str, precision: str, model, model_sha256: str, num_infe
         "timesteps": json.dumps(inference_timesteps(k, cfg.num_train_timesteps).tolist() if k else []),
         "prediction_type": cfg.prediction_type, "schedule": cfg.schedule,
         "num_train_timesteps": str(cfg.num_train_timesteps),
-        "guidance": "x0 = G_null + s_a (G_A - G_null) + s_c (G_AC - G_A); branches [full, audio_only, null] in one 3B batch",
+        "guidance": GUIDANCE_AU if au_graph else GUIDANCE,
         "blendshape_names": json.dumps(list(ARKIT_NAMES)), "emotions": json.dumps(list(EMOTIONS)),
-        "au_vocabulary": json.dumps([]),  # AU control (issue 3) not built: see io_spec docstring
+        "au_vocabulary": json.dumps(list(AU_NAMES) if au_graph else []),
         "bs_mean": json.dumps(model.bs_mean.float().tolist()), "bs_std": json.dumps(model.bs_std.float().tolist()),
         "model_config": json.dumps(cfg.to_dict()), "speech_encoder": cfg.speech_encoder,
         "exporter": f"torch {torch.__version__}, onnxscript {onnxscript.__version__}, opset {io_spec.OPSET}",
@@ -158,7 +168,7 @@ class _Exporter:
         import torch
 
         from export import compose
-        from export.graphs import GuidedDenoiserStep, SpeechEncoderGraph
+        from export.graphs import GuidedDenoiserStep, GuidedDenoiserStepAU, SpeechEncoderGraph
 
         dtype = {"fp32": torch.float32, "fp16": torch.float16}[precision]
         if kind == "speech_encoder":
@@ -167,13 +177,14 @@ class _Exporter:
             if self.model.config.speech_encoder != "whisper-tiny.en":
                 raise ValueError(f"export supports the whisper-tiny.en speech encoder, not {self.model.config.speech_encoder!r}")
             return export_torch_graph(SpeechEncoderGraph(build_speech_encoder(), dtype), kind)
-        if kind == "denoiser_step":
-            return export_torch_graph(GuidedDenoiserStep(copy.deepcopy(self.model), self.schedule, dtype), kind)
-        if kind == "sampler":
+        if kind in ("denoiser_step", "denoiser_step_au"):
+            step = GuidedDenoiserStepAU if kind == "denoiser_step_au" else GuidedDenoiserStep
+            return export_torch_graph(step(copy.deepcopy(self.model), self.schedule, dtype), kind)
+        if kind in io_spec.STEP_OF:
             m = self.model
             return compose.build_sampler(onnx.load(str(deps[0])), k, self.schedule,
-                                         m.bs_mean.float().numpy(), m.bs_std.float().numpy())
-        return compose.build_end_to_end(onnx.load(str(deps[0])), onnx.load(str(deps[1])))
+                                         m.bs_mean.float().numpy(), m.bs_std.float().numpy(), kind=kind)
+        return compose.build_end_to_end(onnx.load(str(deps[0])), onnx.load(str(deps[1])), kind=kind)
 
 
 def export_onnx(model_path: str | Path, out_dir: str | Path, *, num_inference_steps: tuple[int, ...] = (10,),
@@ -182,19 +193,23 @@ def export_onnx(model_path: str | Path, out_dir: str | Path, *, num_inference_st
     """Write the graphs ``kinds`` × ``precisions`` (× K for per-K graphs) into ``out_dir``.
 
     Dependencies (``sampler`` needs ``denoiser_step``; ``end_to_end`` needs ``speech_encoder`` and
-    ``sampler``) are written too. Up-to-date files are kept, except that ``force`` rebuilds the
-    graphs asked for (dependencies only when they are out of date).
+    ``sampler``; likewise for the ``*_au`` graphs) are written too. Up-to-date files are kept,
+    except that ``force`` rebuilds the graphs asked for (dependencies only when they are out of
+    date). The AU graphs (``io_spec.AU_KINDS``) exist only for checkpoints with the fine-control
+    adapter: for one without, they are left out of ``kinds`` with a warning.
 
     Returns:
         one :class:`ExportResult` per file, dependencies included.
     Raises:
         FileNotFoundError: no checkpoint at ``model_path``.
-        ValueError: unknown kind or precision, K < 1, or a speech encoder that cannot be exported.
+        ValueError: unknown kind or precision, K < 1, a speech encoder that cannot be exported, or
+            only AU graphs asked for from a checkpoint without the fine-control adapter.
     """
     bad = [k for k in kinds if k not in io_spec.GRAPHS] + [p for p in precisions if p not in io_spec.PRECISIONS]
     if bad or any(int(k) < 1 for k in num_inference_steps):
         raise ValueError(f"bad export request {bad or num_inference_steps}; graphs {list(io_spec.GRAPHS)}, "
                          f"precisions {io_spec.PRECISIONS}, K >= 1")
+    kinds = exportable_kinds(model_path, kinds)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ex = _Exporter(Path(model_path), out_dir, force)
@@ -204,6 +219,30 @@ def export_onnx(model_path: str | Path, out_dir: str | Path, *, num_inference_st
     for w in wanted:
         ex.ensure(*w)
     return list(ex.results.values())
+
+
+def exportable_kinds(model_path: str | Path, kinds: tuple[str, ...]) -> tuple[str, ...]:
+    """``kinds`` without the AU graphs when the checkpoint has no fine-control adapter (a
+    warning names them); ``kinds`` unchanged otherwise.
+
+    Raises:
+        FileNotFoundError: no checkpoint at ``model_path``.
+        ValueError: every kind asked for is an AU graph and the checkpoint has no adapter.
+    """
+    from cafetalk_rt.checkpoint_meta import has_fine_control
+
+    au = [k for k in kinds if k in io_spec.AU_KINDS]
+    if not Path(model_path).is_file():
+        raise FileNotFoundError(f"denoiser checkpoint not found: {model_path}")
+    if not au or has_fine_control(model_path):
+        return tuple(kinds)
+    msg = (f"{Path(model_path).name} has no fine-control adapter (a stage-1 checkpoint), so it has no AU graphs "
+           f"({', '.join(au)}); AU control needs a stage-2 checkpoint (python -m train fit-adapter)")
+    rest = tuple(k for k in kinds if k not in io_spec.AU_KINDS)
+    if not rest:
+        raise ValueError(msg)
+    log.warning("%s: exporting %s only", msg, ", ".join(rest))
+    return rest
 
 
 def graph_summary(path: Path) -> dict:

@@ -6,6 +6,7 @@ Layout (one model per graph × platform)::
     REPO/cafetalk_end_to_end_k10_onnx/1/model.onnx
     REPO/cafetalk_end_to_end_k10_trt/config.pbtxt       platform "tensorrt_plan"
     REPO/cafetalk_end_to_end_k10_trt/1/model.plan       built on the serving GPU (see BUILD.md)
+    REPO/cafetalk_end_to_end_au_k10_onnx/…              the AU variant (checkpoints with the adapter)
 
 Names, dtypes and dims come from ``export/io_spec.py``; the batch axis is Triton's
 (``max_batch_size``), the per-row scalars (emotion, intensity, scales) are ``dims: [1]`` with
@@ -24,7 +25,7 @@ from export import io_spec
 
 log = logging.getLogger(__name__)
 
-_TYPES = {"float32": "TYPE_FP32", "int64": "TYPE_INT64"}
+_TYPES = {"float32": "TYPE_FP32", "int64": "TYPE_INT64", "bool": "TYPE_BOOL"}
 PLATFORMS = {"onnxruntime": ("onnxruntime_onnx", "model.onnx", "onnx"), "tensorrt": ("tensorrt_plan", "model.plan", "trt")}
 
 
@@ -91,15 +92,19 @@ def _build_note(name: str, onnx_file: Path) -> str:
 
 
 def write_repository(model_path: Path, repo: Path, *, num_inference_steps: tuple[int, ...], platforms: tuple[str, ...],
-                     kinds: tuple[str, ...] = ("end_to_end",), max_batch_size: int = 8, force: bool = False,
-                     onnx_dir: Path | None = None) -> list[Path]:
+                     kinds: tuple[str, ...] = ("end_to_end", "end_to_end_au"), max_batch_size: int = 8,
+                     force: bool = False, onnx_dir: Path | None = None) -> list[Path]:
     """Export the graphs (into ``repo/.onnx`` unless ``onnx_dir``) and write the repository.
 
     The onnxruntime models get the fp32 graphs; the tensorrt models get a config and a BUILD.md
     with the engine build command (from the fp16 graph), plus the engine itself when TensorRT is
-    importable here. Unchanged files are left alone unless ``force``. Returns the files written.
+    importable here. AU graphs are left out for a checkpoint without the fine-control adapter
+    (``onnx_export.exportable_kinds``). Unchanged files are left alone unless ``force``.
+    Returns the files written.
     """
-    from export.onnx_export import export_onnx
+    from export.onnx_export import export_onnx, exportable_kinds
+
+    kinds = exportable_kinds(model_path, kinds)
 
     onnx_dir = onnx_dir or repo / ".onnx"
     precisions = tuple(sorted({"fp32" if p == "onnxruntime" else "fp16" for p in platforms}))

@@ -17,14 +17,13 @@ from cafetalk_rt.backends.base import GRAPH_FORMAT, make_feed, read_graph_info  
 from cafetalk_rt.backends.cache import file_sha256  # noqa: E402
 from cafetalk_rt.backends.onnxruntime_backend import OnnxRuntimeRunner  # noqa: E402
 from cafetalk_rt.blendshapes import ARKIT_NAMES  # noqa: E402
-from cafetalk_rt.options import AnimateOptions  # noqa: E402
 from export import io_spec  # noqa: E402
 from export.onnx_export import export_onnx  # noqa: E402
-from export.testing import write_tiny_checkpoint  # noqa: E402
+from export.testing import (conditions, control_flow_ops, synthetic_audio, torch_reference,  # noqa: E402
+                            write_tiny_checkpoint)
 
 TOL = {"fp32": 1e-4, "fp16": 1e-2}
 KS = (1, 2, 4, 8)
-CONTROL_FLOW = {"Loop", "If", "Scan", "SequenceMap"}
 
 
 @pytest.fixture(scope="module")
@@ -46,30 +45,6 @@ def _runner(tiny, kind, precision, k=None):
     return run, read_graph_info(run.metadata)
 
 
-def _audio(n, seed=0):
-    """(n,) float32 16 kHz: a modulated 180 Hz tone in noise."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(n) / 16000
-    return (0.3 * np.sin(2 * np.pi * 180 * t) * (1 + np.sin(2 * np.pi * 3 * t)) + 0.05 * rng.standard_normal(n)).astype(np.float32)
-
-
-def _conds(emotions, intensities, s_c, s_a):
-    return {"emotion": np.asarray(emotions, np.int64), "intensity": np.asarray(intensities, np.float32),
-            "guidance_scale": np.asarray(s_c, np.float32), "audio_guidance_scale": np.asarray(s_a, np.float32)}
-
-
-def _torch_sample(backend, feats, noise, conds, k):
-    """Reference, row by row through the PyTorch backend (clipped like the graph)."""
-    rows = []
-    for i in range(noise.shape[0]):
-        opt = AnimateOptions(num_inference_steps=k, guidance_scale=float(conds["guidance_scale"][i]),
-                             audio_guidance_scale=float(conds["audio_guidance_scale"][i]))
-        x0 = backend.sample(feats[i : i + 1], noise[i : i + 1], emotion=int(conds["emotion"][i]),
-                            intensity=int(conds["intensity"][i]), options=opt)
-        rows.append(np.clip(x0, 0.0, 1.0))
-    return np.concatenate(rows)
-
-
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 @pytest.mark.parametrize("clip", ["1 sample", "161 samples", "16003 samples", "speech 3 s", "speech 30 s"])
 def test_speech_encoder_parity(tiny, demo_audio, precision, clip):
@@ -77,7 +52,7 @@ def test_speech_encoder_parity(tiny, demo_audio, precision, clip):
     if clip.startswith("speech"):  # the real recording; 30 s (the maximum) is it tiled
         audio = np.tile(demo_audio, 10)[:480_000] if clip.endswith("30 s") else demo_audio
     else:
-        audio = _audio(int(clip.split()[0]))
+        audio = synthetic_audio(int(clip.split()[0]))
     ref = tiny[2].encode(audio)  # numpy log-mel + PyTorch Whisper: the torch backend's path
     got = run(make_feed(info, audio=audio[None]))["audio_features"][0]
     assert got.shape == ref.shape == (-(-len(audio) // 320), 384)
@@ -92,7 +67,7 @@ def test_speech_encoder_parity(tiny, demo_audio, precision, clip):
 
 def test_speech_encoder_batch_rows_independent(tiny):
     run, info = _runner(tiny, "speech_encoder", "fp32")
-    audio = np.stack([_audio(11_201, seed=1), 0.1 * _audio(11_201, seed=2)])  # (2, L), one quiet row
+    audio = np.stack([synthetic_audio(11_201, seed=1), 0.1 * synthetic_audio(11_201, seed=2)])  # (2, L), one quiet row
     got = run(make_feed(info, audio=audio))["audio_features"]
     for i in range(2):
         ref = tiny[2].encode(audio[i])
@@ -110,7 +85,7 @@ def test_denoiser_step_parity(tiny, precision, batch, frames, feature_frames):
     x_t = rng.standard_normal((batch, frames, 52), dtype=np.float32)
     feats = rng.standard_normal((batch, feature_frames, 384), dtype=np.float32)
     t = rng.integers(0, 1000, batch)
-    conds = _conds(rng.integers(0, 8, batch), rng.integers(1, 4, batch), rng.uniform(1, 3, batch), rng.uniform(1, 2, batch))
+    conds = conditions(rng.integers(0, 8, batch), rng.integers(1, 4, batch), rng.uniform(1, 3, batch), rng.uniform(1, 2, batch))
     step = GuidedDenoiserStep(backend.model, backend.schedule)
     with torch.no_grad():
         ref = step(torch.from_numpy(x_t), torch.from_numpy(t), torch.from_numpy(feats),
@@ -126,10 +101,10 @@ def test_sampler_parity_per_k(tiny, precision, k):
     assert info.num_inference_steps == k and len(info.timesteps) == k and info.solver == "ddim"
     rng = np.random.default_rng(k)
     noise = rng.standard_normal((1, 37, 52), dtype=np.float32)  # odd length
-    feats = tiny[2].encode(_audio(37 * 640))[None]
-    conds = _conds([5], [3], [2.0], [1.5])
+    feats = tiny[2].encode(synthetic_audio(37 * 640))[None]
+    conds = conditions([5], [3], [2.0], [1.5])
     got = run(make_feed(info, noise=noise, audio_features=feats, **conds))["blendshapes"]
-    ref = _torch_sample(tiny[2], feats, noise, conds, k)
+    ref = torch_reference(tiny[2], feats, noise, conds, k)
     assert got.shape == (1, 37, 52) and 0.0 <= got.min() and got.max() <= 1.0
     assert 0.05 < ref.std()  # the random model's output is not flat: the comparison means something
     assert np.abs(got - ref).max() <= TOL[precision]
@@ -141,20 +116,20 @@ def test_sampler_dynamic_batch_and_length(tiny, batch, frames):
     rng = np.random.default_rng(frames)
     noise = rng.standard_normal((batch, frames, 52), dtype=np.float32)
     feats = rng.standard_normal((batch, 2 * frames, 384), dtype=np.float32)
-    conds = {k: v[:batch] for k, v in _conds([0, 5, 7], [1, 2, 3], [1.0, 1.5, 3.0], [1.0, 1.2, 1.0]).items()}  # row 0: no CFG
+    conds = {k: v[:batch] for k, v in conditions([0, 5, 7], [1, 2, 3], [1.0, 1.5, 3.0], [1.0, 1.2, 1.0]).items()}  # row 0: no CFG
     got = run(make_feed(info, noise=noise, audio_features=feats, **conds))["blendshapes"]
-    assert np.abs(got - _torch_sample(tiny[2], feats, noise, conds, 4)).max() <= TOL["fp32"]
+    assert np.abs(got - torch_reference(tiny[2], feats, noise, conds, 4)).max() <= TOL["fp32"]
 
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_end_to_end_parity(tiny, precision):
     run, info = _runner(tiny, "end_to_end", precision, 2)
-    audio = np.stack([_audio(19_681, seed=3), _audio(19_681, seed=4)])  # (2, L), L odd
+    audio = np.stack([synthetic_audio(19_681, seed=3), synthetic_audio(19_681, seed=4)])  # (2, L), L odd
     noise = np.random.default_rng(9).standard_normal((2, 31, 52), dtype=np.float32)  # T = round(L / 640)
-    conds = _conds([1, 4], [2, 3], [1.5, 2.5], [1.0, 1.3])
+    conds = conditions([1, 4], [2, 3], [1.5, 2.5], [1.0, 1.3])
     got = run(make_feed(info, audio=audio, noise=noise, **conds))["blendshapes"]
     feats = np.stack([tiny[2].encode(a) for a in audio])
-    assert np.abs(got - _torch_sample(tiny[2], feats, noise, conds, 2)).max() <= TOL[precision]
+    assert np.abs(got - torch_reference(tiny[2], feats, noise, conds, 2)).max() <= TOL[precision]
 
 
 def _all_graphs(tiny):
@@ -163,9 +138,7 @@ def _all_graphs(tiny):
 
 def test_no_control_flow_ops(tiny):
     for path in _all_graphs(tiny):
-        g = onnx.load(str(path), load_external_data=False).graph
-        assert not CONTROL_FLOW & {n.op_type for n in g.node}, path.name
-        assert not any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for n in g.node for a in n.attribute)
+        assert not control_flow_ops(onnx.load(str(path), load_external_data=False)), path.name
 
 
 def test_graph_io_matches_io_spec_and_fp16_weights(tiny):
@@ -191,7 +164,7 @@ def test_metadata_read_back_by_runtime(tiny):
     assert info.kind == "sampler" and info.precision == "fp16" and info.fps == 25 and info.sample_rate == 16000
     assert info.timesteps == (999, 749, 499, 249) and info.prediction_type == "x0" and info.schedule == "linear"
     assert info.blendshape_names == ARKIT_NAMES and info.emotions[0] == "neutral"
-    assert info.au_vocabulary == ()  # AU control (issue 3) is an extension point, not an input yet
+    assert info.au_vocabulary == ()  # plain graphs take no AU input (the *_au graphs do: test_export_au.py)
     assert info.model_sha256 == file_sha256(ckpt)
     assert list(info.inputs) == run.input_names == io_spec.GRAPHS["sampler"].input_names
     assert info.bs_std.shape == (52,) and json.loads(run.metadata["model_config"])["width"] == 64

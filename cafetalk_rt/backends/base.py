@@ -26,8 +26,12 @@ import numpy as np
 #: inputs, outputs or computation change: graphs of another format are treated as stale.
 GRAPH_FORMAT = "cafetalk_rt/graph/1"
 #: The exported graphs (their inputs and outputs: ``export/io_spec.py``); the sampler and
-#: end-to-end graphs exist once per K.
-GRAPH_KINDS = ("speech_encoder", "denoiser_step", "sampler", "end_to_end")
+#: end-to-end graphs exist once per K. The ``*_au`` graphs are the fine-control (AU) variants,
+#: exported only for checkpoints with the stage-2 adapter.
+GRAPH_KINDS = ("speech_encoder", "denoiser_step", "sampler", "end_to_end",
+               "denoiser_step_au", "sampler_au", "end_to_end_au")
+#: Plain graph → its AU variant: the same inputs plus ``au``, ``au_mask``, ``au_guidance_scale``.
+AU_VARIANTS = {"denoiser_step": "denoiser_step_au", "sampler": "sampler_au", "end_to_end": "end_to_end_au"}
 
 # Metadata keys (ONNX ``metadata_props``; a ``.json`` sidecar for TensorRT engines).
 KEY_FORMAT = "cafetalk.format"
@@ -79,14 +83,15 @@ class GraphInfo:
     """The metadata of one exported graph, parsed.
 
     Attributes:
-        kind: "speech_encoder", "denoiser_step", "sampler" or "end_to_end".
+        kind: one of ``GRAPH_KINDS``.
         precision: "fp32" or "fp16" (compute precision; graph I/O is float32/int64 either way).
         fps: model frame rate (frames per second) of ``num_frames`` axes.
         sample_rate: audio sample rate in Hz of ``audio`` inputs (16 000).
         num_inference_steps: K of a sampler / end-to-end graph, else None.
         timesteps: (K,) the solver's training timesteps, descending; () if not a sampler.
         solver, prediction_type, schedule, num_train_timesteps: sampling setup of the model.
-        blendshape_names, emotions, au_vocabulary: channel, emotion-index and AU names.
+        blendshape_names, emotions, au_vocabulary: channel, emotion-index and AU names (the
+            ``au`` input's last axis in AU graphs, ``cafetalk_rt.au.AU_NAMES``; () in the others).
         bs_mean, bs_std: (52,) data normalisation: blendshapes = x0 · bs_std + bs_mean.
         inputs, outputs: {tensor name: {"dtype", "shape", "doc"}} from ``export/io_spec.py``.
         model_sha256: SHA-256 of the checkpoint the graph was exported from.

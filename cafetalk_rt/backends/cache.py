@@ -2,7 +2,8 @@
 first use.
 
 Layout: ``$CAFETALK_RT_CACHE`` (default ``~/.cache/cafetalk_rt``) ``/onnx/<sha256[:16]>/``
-``speech_encoder.fp32.onnx``, ``denoiser_step.fp32.onnx``, ``sampler_k10.fp32.onnx``, … (names from
+``speech_encoder.fp32.onnx``, ``denoiser_step.fp32.onnx``, ``sampler_k10.fp32.onnx``, and for AU spans
+``denoiser_step_au.fp32.onnx``, ``sampler_au_k10.fp32.onnx``, … (names from
 :func:`cafetalk_rt.backends.base.graph_filename`). A new checkpoint (another hash) gets a new
 directory, so a replaced default model never meets old graphs; a file whose metadata names
 another checkpoint, K, precision or graph format is stale and re-exported.

@@ -7,6 +7,11 @@ that provides a :class:`~cafetalk_rt.backends.base.GraphRunner` (ONNX Runtime, T
 * ``sample`` with DDPM or DPM-Solver++ (host-side samplers): the runtime's own sampler function
   (:mod:`cafetalk_rt.samplers`, array-agnostic) drives the ``denoiser_step`` graph, which does the
   batched CFG of one step.
+* With an AU condition (``fine``) the same, on the AU variants (``sampler_au``,
+  ``denoiser_step_au``; ``base.AU_VARIANTS``): mask-based CFG with region anchoring inside the
+  graph, as ``TorchBackend.sample(fine=...)``. Host-side samplers then carry the stacked
+  (controlled, uncontrolled) state of ``cafetalk_rt.guidance.anchored_fine_denoiser``. Only
+  checkpoints with the fine-control adapter have AU graphs.
 
 Graphs come from the export cache (:mod:`cafetalk_rt.backends.cache`), exported on first use;
 each one's metadata is checked against the checkpoint hash, K and precision, and a stale one is
@@ -20,8 +25,10 @@ from typing import Callable
 
 import numpy as np
 
-from cafetalk_rt.backends.base import GraphInfo, GraphRunner, StaleGraphError, check_graph, make_feed, read_graph_info
+from cafetalk_rt.backends.base import (AU_VARIANTS, GraphInfo, GraphRunner, StaleGraphError, check_graph, make_feed,
+                                       read_graph_info)
 from cafetalk_rt.backends.cache import ensure_graphs, file_sha256
+from cafetalk_rt.checkpoint_meta import has_fine_control
 from cafetalk_rt.errors import InputError
 from cafetalk_rt.samplers import SAMPLERS
 from cafetalk_rt.schedule import inference_timesteps, make_schedule
@@ -49,6 +56,8 @@ class GraphBackend:
         self.model_path = Path(model_path)
         self.precision = precision
         self.model_sha256 = file_sha256(self.model_path)
+        #: the checkpoint has the stage-2 adapter, hence AU graphs
+        self.fine_control = has_fine_control(self.model_path)
         self._open = open_runner
         self._graphs: dict[tuple[str, int | None], tuple[GraphRunner, GraphInfo]] = {}
         self._load([("speech_encoder", None), ("denoiser_step", None)])
@@ -92,32 +101,44 @@ class GraphBackend:
                step_noise: np.ndarray | None = None, fine=None) -> np.ndarray:
         """Denoise ``noise`` (B, T, 52) given ``features`` (B, T_a, 384); returns blendshapes
         (B, T, 52) float32 (clipped to [0, 1] by the DDIM graph, unclipped for host samplers).
-        ``step_noise`` (K, B, T, 52) is required for DDPM.
+        ``step_noise`` (K, B, T, 52) is required for DDPM. ``fine``: optional AU condition
+        ``(au (B, T, n_AU) float32, au_mask (B, T) bool)`` at the model fps, guided with
+        ``options.au_guidance_scale`` (the ``*_au`` graphs).
 
         Raises:
-            InputError: an AU condition (``fine``): the exported graphs have no AU inputs yet.
+            InputError: an AU condition for a checkpoint without the fine-control adapter.
         """
-        if fine is not None:
-            raise InputError(f"AU control is not in the exported graphs yet; use --backend torch for AU spans "
-                             f"(the {self.name} backend runs speech, emotion and intensity)")
         b = noise.shape[0]
         conds = {"emotion": np.full(b, emotion, np.int64), "intensity": np.full(b, intensity, np.float32),
                  "guidance_scale": np.full(b, options.guidance_scale, np.float32),
                  "audio_guidance_scale": np.full(b, options.audio_guidance_scale, np.float32)}
+        if fine is not None:
+            if not self.fine_control:
+                raise InputError(f"{self.model_path.name} has no fine-control adapter (a stage-1 checkpoint), so AU "
+                                 "spans cannot be applied; pass a stage-2 checkpoint with --model")
+            conds.update(au=fine[0], au_mask=fine[1], au_guidance_scale=np.full(b, options.au_guidance_scale, np.float32))
+        kind = {plain: AU_VARIANTS[plain] if fine is not None else plain for plain in ("sampler", "denoiser_step")}
         k = options.num_inference_steps
         if options.sampler == "ddim":
-            run, info = self.graph("sampler", k)
+            run, info = self.graph(kind["sampler"], k)
             return run(make_feed(info, noise=noise, audio_features=features, **conds))["blendshapes"]
-        run, info = self.graph("denoiser_step")
+        run, info = self.graph(kind["denoiser_step"])
 
         def denoiser(x_t: np.ndarray, t: int) -> np.ndarray:
-            feed = make_feed(info, x_t=x_t, timestep=np.full(b, t, np.int64), audio_features=features, **conds)
-            return run(feed)["x0_pred"]
+            feed = {"timestep": np.full(b, t, np.int64), "audio_features": features, **conds}
+            if fine is None:
+                return run(make_feed(info, x_t=x_t, **feed))["x0_pred"]
+            # (2B, T, 52): controlled rows, then uncontrolled rows (guidance.anchored_fine_denoiser)
+            out = run(make_feed(info, x_t=x_t[:b], x_t_uncontrolled=x_t[b:], **feed))
+            return np.concatenate([out["x0_pred"], out["x0_pred_uncontrolled"]])
+
+        def tile(x: np.ndarray) -> np.ndarray:  # with AUs both trajectories start from the same x_T (and step noise)
+            return x if fine is None else np.concatenate([x, x])
 
         schedule = make_schedule(info.schedule, info.num_train_timesteps)
         timesteps = inference_timesteps(k, info.num_train_timesteps)
-        kwargs = {"noise": list(step_noise)} if options.sampler == "ddpm" else {}
-        x0 = SAMPLERS[options.sampler](denoiser, noise, timesteps, schedule, **kwargs)
+        kwargs = {"noise": [tile(z) for z in step_noise]} if options.sampler == "ddpm" else {}
+        x0 = SAMPLERS[options.sampler](denoiser, tile(noise), timesteps, schedule, **kwargs)[:b]
         return (x0 * info.bs_std + info.bs_mean).astype(np.float32)
 
     def close(self) -> None:
