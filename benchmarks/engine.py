@@ -10,6 +10,8 @@
   - batch 1: ``Animator.animate`` on the clip (the public path: windowing for long audio).
   - batch B > 1: B different clips encoded (``backend.encode_batch`` if the backend has one,
     else one ``encode`` per clip), then ONE ``backend.sample`` call over the B rows.
+  - ``fused``: the backend's one-call ``animate_batch`` (audio → blendshapes in one graph replay)
+    where it has one (``torch_cudagraph``).
   - the paper-style baseline (:func:`paper_baseline`): DDPM over all 1000 training timesteps,
     fp32, eager PyTorch, each CFG branch a SEPARATE forward pass (our engine batches them).
 
@@ -265,7 +267,10 @@ class Engines:
         backend = anim.backend
         if spec.paper_baseline and spec.backend != "torch":
             raise Unavailable("the paper-style baseline runs on the eager torch backend")
-        segs = segments(audio_samples(spec.audio_s), spec.batch_size, anim.model_fps)
+        try:
+            segs = segments(audio_samples(spec.audio_s), spec.batch_size, anim.model_fps)
+        except ValueError as e:
+            raise Unavailable(str(e)) from None
         clips = workload_clips(spec.audio_s, spec.batch_size)
         options = spec.options
         context = self._context(spec.backend, spec.precision)
@@ -292,8 +297,6 @@ class Engines:
             else:
                 encode, notes = (lambda: backend.encode(clips[0])), "Animator.animate"
             return Workload(spec, lambda: anim.animate(clips[0], options).blendshapes, encode, context, segs, notes)
-        if len(segs) != 1:
-            raise Unavailable("batches of windowed audio are not benchmarked")
         return Workload(spec, lambda: sample_batch(backend, clips, options), lambda: encode_clips(backend, clips),
                         context, segs, f"{spec.batch_size} clips encoded, one sample call")
 
