@@ -48,17 +48,18 @@ def synchronize(device: str) -> None:
         torch.cuda.synchronize(torch.device(device))
 
 
-def _best_seconds(fn, device: str, repeats: int) -> float:
-    """Fastest of ``repeats`` synchronised calls of ``fn`` after one warm-up, in seconds."""
+def _best_seconds(fn, device: str, repeats: int) -> tuple[float, float]:
+    """Fastest wall time and fastest process CPU time (all threads) of ``repeats`` synchronised
+    calls of ``fn`` after one warm-up, in seconds."""
     fn()
     synchronize(device)
-    best = float("inf")
+    wall = cpu = float("inf")
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
         synchronize(device)
-        best = min(best, time.perf_counter() - t0)
-    return best
+        wall, cpu = min(wall, time.perf_counter() - t0), min(cpu, time.process_time() - c0)
+    return wall, cpu
 
 
 @dataclass
@@ -68,11 +69,16 @@ class Peaks:
     Attributes:
         matmul_flops_per_s: {precision: FLOP/s} of a large square matmul (best of a few runs).
         bandwidth_bytes_per_s: bytes/s of a large device-to-device copy, read + write counted.
+        cpu_matmul_flops_per_cpu_s, cpu_bandwidth_bytes_per_cpu_s: CPU only, the same per second
+            of process CPU time (all threads): what the cores do while they run us, which other
+            jobs on a shared machine do not depress the way they depress wall-time rates.
         how: what was measured (sizes, dtypes).
     """
 
     matmul_flops_per_s: dict[str, float] = field(default_factory=dict)
     bandwidth_bytes_per_s: float = 0.0
+    cpu_matmul_flops_per_cpu_s: float = 0.0
+    cpu_bandwidth_bytes_per_cpu_s: float = 0.0
     how: str = ""
 
     def matmul(self, precision: str) -> float:
@@ -85,17 +91,24 @@ class Peaks:
         keys = set(self.matmul_flops_per_s) | set(other.matmul_flops_per_s)
         return Peaks({k: max(self.matmul_flops_per_s.get(k, 0.0), other.matmul_flops_per_s.get(k, 0.0)) for k in keys},
                      max(self.bandwidth_bytes_per_s, other.bandwidth_bytes_per_s),
+                     max(self.cpu_matmul_flops_per_cpu_s, other.cpu_matmul_flops_per_cpu_s),
+                     max(self.cpu_bandwidth_bytes_per_cpu_s, other.cpu_bandwidth_bytes_per_cpu_s),
                      self.how.split("; ")[0] + "; the highest of all probes of the run")
 
     def to_json(self) -> dict:
-        return {"matmul_tflops": {k: round(v / 1e12, 4) for k, v in self.matmul_flops_per_s.items()},
-                "bandwidth_gb_per_s": round(self.bandwidth_bytes_per_s / 1e9, 2), "how": self.how}
+        out = {"matmul_tflops": {k: round(v / 1e12, 4) for k, v in self.matmul_flops_per_s.items()},
+               "bandwidth_gb_per_s": round(self.bandwidth_bytes_per_s / 1e9, 2), "how": self.how}
+        if self.cpu_matmul_flops_per_cpu_s:
+            out["cpu_time_matmul_tflops_fp32"] = round(self.cpu_matmul_flops_per_cpu_s / 1e12, 4)
+            out["cpu_time_bandwidth_gb_per_s"] = round(self.cpu_bandwidth_bytes_per_cpu_s / 1e9, 2)
+        return out
 
 
 def measure_peaks(device: str, precisions=("fp32", "fp16"), *, repeats: int = 5) -> Peaks:
     """Measure the matmul rate (n × n × n, n = 8192 on CUDA, 2048 on CPU) per precision and the
-    copy bandwidth (1 GiB on CUDA, 256 MiB on CPU). fp16 is measured on CUDA only; fp32 on CUDA
-    runs with TF32 off (PyTorch's default for matmul), as the engine's fp32 rows do."""
+    copy bandwidth (1 GiB on CUDA, 256 MiB on CPU), per wall second and (CPU) per CPU second.
+    fp16 is measured on CUDA only; fp32 on CUDA runs with TF32 off (PyTorch's default for
+    matmul), as the engine's fp32 rows do."""
     cuda = device.startswith("cuda")
     n = 8192 if cuda else 2048
     dtypes = {"fp32": torch.float32, "fp16": torch.float16}
@@ -105,12 +118,18 @@ def measure_peaks(device: str, precisions=("fp32", "fp16"), *, repeats: int = 5)
             continue
         a = torch.randn(n, n, device=device, dtype=dtypes[p])
         b = torch.randn(n, n, device=device, dtype=dtypes[p])
-        peaks.matmul_flops_per_s[p] = 2 * n**3 / _best_seconds(lambda: torch.mm(a, b), device, repeats)
+        wall, cpu = _best_seconds(lambda: torch.mm(a, b), device, repeats)
+        peaks.matmul_flops_per_s[p] = 2 * n**3 / wall
+        if not cuda:
+            peaks.cpu_matmul_flops_per_cpu_s = 2 * n**3 / cpu
         del a, b
     numel = (1 << 30 if cuda else 1 << 28) // 4
     src = torch.empty(numel, device=device, dtype=torch.float32).uniform_()
     dst = torch.empty_like(src)
-    peaks.bandwidth_bytes_per_s = 2 * 4 * numel / _best_seconds(lambda: dst.copy_(src), device, repeats)
+    wall, cpu = _best_seconds(lambda: dst.copy_(src), device, repeats)
+    peaks.bandwidth_bytes_per_s = 2 * 4 * numel / wall
+    if not cuda:
+        peaks.cpu_bandwidth_bytes_per_cpu_s = 2 * 4 * numel / cpu
     threads = "" if cuda else f", {torch.get_num_threads()} torch threads"
     peaks.how = (f"best of {repeats}: torch.mm {n}x{n}x{n} ({', '.join(peaks.matmul_flops_per_s)}), "
                  f"copy of {4 * numel >> 20} MiB float32 counting read + write{threads}")

@@ -30,7 +30,8 @@ TOP_LEVEL_FIELDS = ("device", "date", "commit", "torch", "rows")
 ROW_FIELDS = ("backend", "precision", "num_inference_steps", "batch_size", "audio_s", "cfg", "latency_ms_p50",
               "latency_ms_min", "rtf", "clips_per_s", "floor_ms", "is_paper_baseline")
 ROW_EXTRA_FIELDS = ("sampler", "path", "encoder_ms_p50", "speedup_vs_baseline", "speedup_vs_paper", "floor_ratio",
-                    "gflop_per_call", "mb_per_call", "repeats", "est_2080ti_ms", "cpu_ms_p50", "load_avg_1m", "notes")
+                    "gflop_per_call", "mb_per_call", "repeats", "est_2080ti_ms", "cpu_ms_p50", "cpu_floor_ratio",
+                    "load_avg_1m", "notes")
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
@@ -128,16 +129,18 @@ def markdown_table(rows: list[dict]) -> str:
     """The rows as a GitHub markdown table (ms, ×)."""
     cpu = any(r.get("cpu_ms_p50") is not None for r in rows)
     head = ["backend", "precision", "sampler", "K", "CFG", "batch", "audio s", "p50 ms", "min ms"]
-    head += ["CPU ms"] * cpu + ["encoder ms", "RTF", "clips/s", "floor ms", "p50/floor", "× baseline", "× paper"]
+    head += ["encoder ms", "RTF", "clips/s", "floor ms", "p50/floor"] + ["CPU ms", "CPU/floor"] * cpu
+    head += ["× baseline", "× paper"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         name = f"**{r['backend']} (paper-style baseline)**" if r["is_paper_baseline"] else r["backend"]
         name += " (fused animate_batch)" if r.get("path") == "animate_batch" else ""
         cells = [name, r["precision"], r.get("sampler", ""), r["num_inference_steps"], _fmt(r["cfg"]), r["batch_size"],
                  _fmt(float(r["audio_s"]), 0), _fmt(r["latency_ms_p50"]), _fmt(r["latency_ms_min"])]
-        cells += [_fmt(r.get("cpu_ms_p50"))] * cpu
         cells += [_fmt(r.get("encoder_ms_p50")), f"{r['rtf']:.3g}", _fmt(r["clips_per_s"], 2), _fmt(r["floor_ms"], 2),
-                  _fmt(r.get("floor_ratio")), _fmt(r.get("speedup_vs_baseline")), _fmt(r.get("speedup_vs_paper"))]
+                  _fmt(r.get("floor_ratio"))]
+        cells += [_fmt(r.get("cpu_ms_p50")), _fmt(r.get("cpu_floor_ratio"))] * cpu
+        cells += [_fmt(r.get("speedup_vs_baseline")), _fmt(r.get("speedup_vs_paper"))]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -149,7 +152,9 @@ def markdown(report: dict) -> str:
            f"date {report['date']} · commit {report['commit']} · torch {report['torch']} · "
            f"onnxruntime {report.get('onnxruntime') or '—'} · {report.get('threads_note', '')}", "",
            f"Measured peaks: matmul {peaks.get('matmul_tflops')} TFLOP/s, copy {peaks.get('bandwidth_gb_per_s')} GB/s "
-           f"({peaks.get('how', '')}).", "",
+           f"({peaks.get('how', '')})" + (f"; per second of process CPU time: matmul "
+           f"{peaks['cpu_time_matmul_tflops_fp32']} TFLOP/s, copy {peaks['cpu_time_bandwidth_gb_per_s']} GB/s "
+           "(the `CPU/floor` column)" if "cpu_time_matmul_tflops_fp32" in peaks else "") + ".", "",
            f"Command: `{report.get('command', '')}`", ""]
     if report.get("partial"):
         out += ["**PARTIAL: the run was stopped before its last row.**", ""]
@@ -311,8 +316,10 @@ def _row(config, spec: RowSpec, times: list[float], cpu_ms: list[float], encoder
     row = make_row(spec, times, encoder_ms=encoder_ms, cost=cost, floor_s=floor_s, notes=work.notes)
     if cuda:
         row["est_2080ti_ms"] = est_2080ti_ms(row["latency_ms_p50"], cost, spec.precision, peaks)
-    else:
+    else:  # the same ratio in process CPU time, robust to other jobs on a shared CPU
         row["cpu_ms_p50"] = round(statistics.median(cpu_ms), 3)
+        cpu_floor_s = cost.floor_s(peaks.cpu_matmul_flops_per_cpu_s, peaks.cpu_bandwidth_bytes_per_cpu_s)
+        row["cpu_floor_ratio"] = round(row["cpu_ms_p50"] / (cpu_floor_s * 1e3), 2)
     row["load_avg_1m"] = round(load, 2)
     return row
 
