@@ -37,7 +37,7 @@ def write_adapter_checkpoint(path: str | Path, *, base: str | Path | None = None
                              scale: float = 0.1) -> Path:
     """Write ``base`` (default: the shipped model) with a fine-control adapter whose
     zero-initialised layers (each block's output conv and FiLM) hold N(0, ``scale``²) values, so
-    the AU path changes the output (a fresh adapter is an exact no-op). Same seed → same bytes.
+    the AU path changes the output (a fresh adapter is an exact no-op). Same seed → same tensors.
     For export tests of the ``*_au`` graphs; the motion it adds means nothing."""
     import torch
 
@@ -48,8 +48,10 @@ def write_adapter_checkpoint(path: str | Path, *, base: str | Path | None = None
         from cafetalk_rt.pipeline import DEFAULT_MODEL
 
         base = DEFAULT_MODEL
-    model = load_denoiser(base)
-    model.attach_adapter(AdapterConfig(heads=model.config.heads))
+    model = load_denoiser(base)  # an adapter already in ``base`` is replaced
+    with torch.random.fork_rng():  # the adapter's default init draws from the global RNG
+        torch.manual_seed(seed)
+        model.attach_adapter(AdapterConfig(heads=model.config.heads))
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for block in model.adapter.blocks:
