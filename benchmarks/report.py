@@ -332,7 +332,8 @@ def _report_dict(args, rows, skipped, peaks, started, load_start, device, slug) 
     threads = (f"{torch.get_num_threads()} torch threads" if not args.device.startswith("cuda")
                else f"CUDA {torch.version.cuda}") + (f", ONNX Runtime intra-op {args.threads}" if args.threads else "")
     notes = [f"1-min load average {load_start:.1f} at start, {load_end:.1f} at end on {os.cpu_count()} cores"
-             + (": other jobs shared the machine, read CPU times as upper bounds" if max(load_start, load_end)
+             + (": other jobs shared the machine, read wall times as upper bounds (cpu_ms_p50 is the work done)"
+                if max(load_start, load_end)
                 > (args.threads or os.cpu_count()) + 0.5 else ""),
              "latency = one end-to-end call (speech encoder + sampler + output), device synchronised, after warm-up; "
              "batch 1 through Animator.animate",

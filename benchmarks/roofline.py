@@ -5,8 +5,8 @@ encoder (``cafetalk_rt/nn/speech_encoder.py``) is listed as a :class:`Gemm` (m �
 ``count`` times); convolutions count as the GEMMs they are (im2col). FLOPs = Σ 2·m·k·n·count.
 Elementwise ops, norms, softmax and the log-mel front end are left out (≪ 1 % of the FLOPs).
 Attention is counted dense, as ``scaled_dot_product_attention`` computes it: the audio
-alignment mask hides most of the T × T_a scores but they are still computed. The stage-2
-adapter is not counted: the shipped model has none.
+alignment mask hides most of the T × T_a scores but they are still computed. The stage-2 AU
+adapter is not counted: the denoiser runs it only with AU spans, which no benchmark row uses.
 
 Bytes per call are the floor's memory traffic: every weight read once per forward call (the
 denoiser runs K times, the speech encoder once per call; a paper-style step with separate CFG
