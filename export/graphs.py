@@ -131,7 +131,7 @@ class GuidedDenoiserStepAU(GuidedDenoiserStep):
 
     def __init__(self, model: Denoiser, schedule: NoiseSchedule, dtype: torch.dtype = torch.float32):
         if model.adapter is None:
-            raise ValueError("this checkpoint has no fine-control adapter (stage 2): it has no AU graphs")
+            raise ValueError("this checkpoint has no fine-control adapter (stage 2), so it has no AU graphs")
         if model.adapter.config.num_aus != NUM_AUS:
             raise ValueError(f"the adapter has {model.adapter.config.num_aus} AU channels, this runtime's "
                              f"vocabulary {NUM_AUS} (cafetalk_rt.au.AU_NAMES)")
