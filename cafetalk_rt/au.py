@@ -142,6 +142,11 @@ def region_matrix() -> np.ndarray:
     return m
 
 
+def _active(au: np.ndarray, au_mask: np.ndarray) -> np.ndarray:
+    """(…, T, n_AU) float32: 1 where an AU has intensity > 0 at a frame inside ``au_mask``."""
+    return ((np.asarray(au) > 0) & np.asarray(au_mask, bool)[..., None]).astype(np.float32)
+
+
 def region_channel_mask(au: np.ndarray, au_mask: np.ndarray) -> np.ndarray:
     """Where the fine guidance term of Eq. 6 applies, per frame and channel: (…, T, 52) float32,
     1 on the channels of the face region (upper: brows, eyes, cheeks, nose; lower: jaw and
@@ -155,8 +160,8 @@ def region_channel_mask(au: np.ndarray, au_mask: np.ndarray) -> np.ndarray:
     Args:
         au: (…, T, n_AU) float intensities; au_mask: (…, T) bool.
     """
-    on = (np.asarray(au) > 0) & np.asarray(au_mask, bool)[..., None]  # (…, T, n_AU)
-    return np.minimum(on.astype(np.float32) @ region_matrix(), 1.0)
+    on = _active(au, au_mask)
+    return np.minimum(on @ region_matrix(), 1.0)
 
 
 def anchor_matrix() -> np.ndarray:
@@ -186,8 +191,8 @@ def region_anchor(au: np.ndarray, au_mask: np.ndarray) -> np.ndarray:
     somewhere in the clip; all other channels follow the uncontrolled trajectory exactly.
     Computed as max over T of min(1, active @ anchor_matrix()), as the exported AU graphs do.
     Args as :func:`region_channel_mask`."""
-    on = (np.asarray(au) > 0) & np.asarray(au_mask, bool)[..., None]  # (…, T, n_AU)
-    return np.minimum(on.astype(np.float32) @ anchor_matrix(), 1.0).max(axis=-2, keepdims=True)
+    on = _active(au, au_mask)
+    return np.minimum(on @ anchor_matrix(), 1.0).max(axis=-2, keepdims=True)
 
 
 def au_name(text: str) -> str:

@@ -161,12 +161,8 @@ def _animate_batch(args) -> int:
     options = _options(args)
     jobs, kept = plan_outputs(collect_inputs(args.input, recursive=args.recursive), args.output, "." + args.format,
                               roots=args.input, overwrite=args.overwrite, skip_existing=args.skip_existing)
-    detector = None
-    if options.instruction and (args.instruction_detector or args.text_encoder):
-        from cafetalk_rt.instructions import InstructionDetector
-
-        detector = InstructionDetector.load(args.instruction_detector, text_encoder=args.text_encoder)
-    animator = Animator(args.model, backend=args.backend, device=args.device, instruction_detector=detector)
+    animator = Animator(args.model, backend=args.backend, device=args.device,
+                        instruction_detector=_chosen_detector(args, options))
 
     def animate_one(job) -> float:
         anim = animator.animate(load_audio(job.input), options, name=str(job.input))
@@ -180,18 +176,25 @@ def _animate_batch(args) -> int:
     return 0 if all(r.error is None for r in results) else 1
 
 
+def _chosen_detector(args, options):
+    """The detector named by --instruction-detector / --text-encoder, loaded; None when no
+    instruction is given or neither flag is (the shipped detector is then used)."""
+    if not (options.instruction and (args.instruction_detector or args.text_encoder)):
+        return None
+    from cafetalk_rt.instructions import InstructionDetector
+
+    return InstructionDetector.load(args.instruction_detector, text_encoder=args.text_encoder)
+
+
 def _instruction_detector(args, options, audio):
     """The text → AU detector for ``--instruction`` (None without one); prints the AU spans the
     instruction becomes, so a bad instruction fails before the model loads."""
     if not options.instruction:
         return None
     from cafetalk_rt.frames import SAMPLE_RATE
-    from cafetalk_rt.instructions import InstructionDetector, default_detector, format_spans, instruction_to_spans
+    from cafetalk_rt.instructions import default_detector, format_spans, instruction_to_spans
 
-    if args.instruction_detector or args.text_encoder:
-        detector = InstructionDetector.load(args.instruction_detector, text_encoder=args.text_encoder)
-    else:
-        detector = default_detector()
+    detector = _chosen_detector(args, options) or default_detector()
     spans = instruction_to_spans(options.instruction, audio.shape[0] / SAMPLE_RATE, detector=detector)
     print(f"instruction → --au \"{format_spans(spans)}\"")
     return detector
