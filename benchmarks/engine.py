@@ -283,7 +283,7 @@ class Engines:
             if len(segs) != 1:
                 raise Unavailable("the fused call takes clips up to one window; long audio goes through Animator")
             return Workload(spec, lambda: fused_batch(backend, clips, options), lambda: encode_clips(backend, clips),
-                            context, segs, f"{spec.batch_size} clip(s) in one animate_batch call (log-mel on the host)")
+                            context, segs, f"{spec.batch_size} clip(s) in one animate_batch call (log-mel on the device for torch_cudagraph)")
         if spec.batch_size == 1:
             from cafetalk_rt.longform import encode_windows, window_groups, windows_per_call
             from cafetalk_rt.windows import WindowOptions, plan_windows

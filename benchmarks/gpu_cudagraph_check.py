@@ -6,13 +6,13 @@ On a CUDA machine (the device tool's command is in README "GPU path"):
    replays with new inputs, bucket reuse, windows through ``Animator``, eager fallbacks) and
    keeps its log;
 2. on 5 s of real speech (the bundled clip twice, cut to 5 s), batch 1, DDIM with CFG
-   (s_c = 1.5, s_a = 1.3), K = 1, 4, 10: max abs differences of the graph against the same program
+   (s_c = 1.5, s_a = 1.3), K = 1, 2, 4, 10: the GPU log-mel against the host one, max abs differences of the graph against the same program
    run eagerly (``GRAPH_ATOL``), the eager fp16 path and the eager fp32 torch backend
    (``FP16_ATOL``), and a replay with new noise/scales/emotion/intensity against its eager result;
 3. times, per K, audio (host numpy) → blendshapes (host numpy): eager fp32 (``TorchBackend`` on
    CUDA), eager fp16 (same weights as the graphs, no graph), the fused CUDA graph (one replay),
-   the pipeline's encode + sample graphs; plus the fused replay alone (device time, no host work)
-   and the host log-mel. Each: median (p10, p90) of ``--replays`` (≥ 50) calls after warm-up,
+   the pipeline's encode + sample graphs (log-mel on the GPU in all graphs); plus the fused replay
+   alone (device time, no host work) and the host log-mel the eager paths use. Each: median (p10, p90) of ``--replays`` (≥ 50) calls after warm-up,
    each call followed by ``torch.cuda.synchronize()``;
 4. ``--compile``: the same fused graph with ``torch.compile`` (first-call time, timings, parity).
 
@@ -39,7 +39,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 AUDIO_S = 5.0
-STEPS = (1, 4, 10)
+STEPS = (1, 2, 4, 10)
 SCALES = {"guidance_scale": 1.5, "audio_guidance_scale": 1.3}
 
 
@@ -117,6 +117,8 @@ def run_pytest(report: Report, log_path: Path, timeout_s: int) -> None:
 
 def check_and_time(report: Report, be, ref, audio: np.ndarray, *, replays: int, warmup: int) -> None:
     """Steps 2 and 3 of the module doc for every K in STEPS."""
+    import torch
+
     from cafetalk_rt.backends.torch_cudagraph_backend import FP16_ATOL, GRAPH_ATOL
     from cafetalk_rt.frames import num_frames
     from cafetalk_rt.nn.speech_encoder import whisper_mel_batch
@@ -125,6 +127,11 @@ def check_and_time(report: Report, be, ref, audio: np.ndarray, *, replays: int, 
 
     t = num_frames(len(audio), be.config.fps)
     report.data["host_logmel"] = timed(lambda: whisper_mel_batch([audio]), replays=replays, warmup=warmup)
+    cudnn = torch.backends.cudnn
+    with torch.no_grad(), cudnn.flags(enabled=cudnn.enabled, benchmark=cudnn.benchmark,
+                                      deterministic=cudnn.deterministic, allow_tf32=False):  # as in the graphs
+        gpu_mel = be.log_mel(torch.from_numpy(audio)[None].to(be.device)).cpu().numpy()
+    report.check(report.data, "gpu_logmel_vs_host_logmel", max_abs(gpu_mel, whisper_mel_batch([audio])[0]), 1e-4)
     for k in STEPS:
         opts = AnimateOptions(num_inference_steps=k, **SCALES)
         x, _ = initial_noise(0, t, 52, k, False)

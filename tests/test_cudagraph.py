@@ -69,9 +69,12 @@ def test_bucket_keys():
     assert eager_reason(AnimateOptions()) is None
     assert "ddpm" in eager_reason(AnimateOptions(sampler="ddpm"))
     assert "AU spans" in eager_reason(AnimateOptions(), fine=(np.zeros((1, 2, 3)), np.ones((1, 2), bool)))
-    specs = input_specs(k, num_mel_bins=80, feature_dim=384, channels=52)
-    assert specs["mel"][0] == (1, 80, 500) and specs["noise"][0] == (1, 125, 52) and specs["guidance_scale"][0] == ()
-    assert set(input_specs(GraphKey("encode", 1, 300), num_mel_bins=80, feature_dim=384, channels=52)) == {"mel"}
+    k = graph_key("fused", 1, 80_000, 125, AnimateOptions(num_inference_steps=4))  # 5 s of 16 kHz audio in
+    specs = input_specs(k, feature_dim=384, channels=52)
+    assert specs["audio"][0] == (1, 80_000) and specs["noise"][0] == (1, 125, 52) and specs["guidance_scale"][0] == ()
+    assert set(input_specs(GraphKey("encode", 1, 48_000), feature_dim=384, channels=52)) == {"audio"}
+    assert set(input_specs(GraphKey("sample", 1, 250, 125), feature_dim=384, channels=52)) == {
+        "features", "noise", "emotion", "intensity", "audio_guidance_scale", "guidance_scale"}
 
 
 def test_static_buffers_take_new_values_and_check_shapes():
@@ -242,7 +245,10 @@ def test_sample_graph_batches_and_epsilon_models(tmp_path):
         kw = dict(emotion=4, intensity=2, options=opts)
         got = be.sample(feats, x, **kw)
         assert np.abs(got - be.sample(feats, x, **kw, graph=False)).max() <= GRAPH_ATOL
-        assert np.abs(got - ref.sample(feats, x, **kw)).max() <= FP16_ATOL
+        # The untrained tiny model's x0 reaches |60| (ε → x0 multiplies by 1/√ᾱ_t), where one fp16
+        # ulp is 0.03: FP16_ATOL is in blendshape units ([0, 1]), so scale it by the output's range.
+        want = ref.sample(feats, x, **kw)
+        assert np.abs(got - want).max() <= FP16_ATOL * max(1.0, float(np.abs(want).max()))
 
 
 @pytest.mark.gpu

@@ -14,14 +14,16 @@ What runs on the GPU (issue 5, "GPU path without TensorRT"):
   static buffers and captured with ``torch.cuda.graph`` into ONE ``torch.cuda.CUDAGraph`` per
   bucket :class:`GraphKey` = (program kind, batch, input frames, frames, K, sampler, CFG on/off):
 
-  - ``fused`` (:meth:`CudaGraphBackend.animate_batch`): log-mel (B, 80, T_mel) → Whisper encoder →
+  - ``fused`` (:meth:`CudaGraphBackend.animate_batch`): audio (B, L) → log-mel → Whisper encoder →
     K-step sampler with CFG → blendshapes, the whole call in one graph;
   - ``encode`` + ``sample`` (:meth:`~CudaGraphBackend.encode`, :meth:`~CudaGraphBackend.sample`):
     the :class:`~cafetalk_rt.backends.base.Backend` protocol the pipeline calls (it cuts each
     window's features out of a longer encoder input between the two, so they are two graphs).
 
-  The log-mel front end stays on the host (numpy, ``cafetalk_rt.features.log_mel``, as in the
-  eager backend). Per PyTorch's "CUDA Graphs" notes (``torch.cuda.graph``): each new bucket is
+  The log-mel front end runs on the GPU inside the graphs (float32
+  :class:`~cafetalk_rt.nn.log_mel.LogMelSpectrogram`, TF32 off: it equals the host
+  ``cafetalk_rt.features.log_mel`` the eager backends use to ~1e-6), so a call moves only the
+  waveform in and the blendshapes out. Per PyTorch's "CUDA Graphs" notes (``torch.cuda.graph``): each new bucket is
   warmed up on a side stream, then captured; later calls of the bucket copy their inputs into the
   static buffers and ``replay()``. Guidance scales, emotion, intensity, noise and features are
   static-buffer inputs, so they are not baked in; the timesteps and solver coefficients are (they
@@ -51,8 +53,8 @@ import torch
 
 from cafetalk_rt.backends.torch_backend import BranchLayout, sample_arrays, sample_tensors
 from cafetalk_rt.errors import InputError
-from cafetalk_rt.features import N_MELS
 from cafetalk_rt.nn.checkpoint import load_denoiser
+from cafetalk_rt.nn.log_mel import LogMelSpectrogram
 from cafetalk_rt.schedule import make_schedule
 
 log = logging.getLogger(__name__)
@@ -87,7 +89,7 @@ class GraphKey(NamedTuple):
         kind: "encode" (mel → features), "sample" (features → blendshapes) or "fused"
             (mel → blendshapes).
         batch: B, rows of the call.
-        input_frames: T_mel (mel frames, 100 Hz) for "encode" / "fused", T_a (features, 50 Hz)
+        input_frames: L (audio samples, 16 kHz) for "encode" / "fused", T_a (features, 50 Hz)
             for "sample".
         num_frames: T, output frames at the model fps (0 for "encode").
         num_inference_steps: K (0 for "encode").
@@ -132,11 +134,10 @@ def eager_reason(options, fine=None) -> str | None:
     return None
 
 
-def input_specs(key: GraphKey, *, num_mel_bins: int, feature_dim: int,
-                channels: int) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+def input_specs(key: GraphKey, *, feature_dim: int, channels: int) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
     """Name → (shape, dtype) of the static input buffers of ``key``'s graph.
 
-    ``mel`` (B, n_mels, T_mel) float32 log-mel; ``features`` (B, T_a, D_a) float32; ``noise``
+    ``audio`` (B, L) float32 16 kHz waveform; ``features`` (B, T_a, D_a) float32; ``noise``
     (B, T, C) float32 x_T; ``emotion`` (B,) int64; ``intensity`` (B,) float32 (1–3);
     ``audio_guidance_scale`` and ``guidance_scale`` () float32 (s_a, s_c; unused without CFG).
     Inputs are float32/int64 like the exported graphs' contract; the networks cast to fp16.
@@ -145,7 +146,7 @@ def input_specs(key: GraphKey, *, num_mel_bins: int, feature_dim: int,
     if key.kind == "sample":
         specs = {"features": ((b, key.input_frames, feature_dim), f32)}
     else:
-        specs = {"mel": ((b, num_mel_bins, key.input_frames), f32)}
+        specs = {"audio": ((b, key.input_frames), f32)}
     if key.kind != "encode":
         specs.update(noise=((b, key.num_frames, channels), f32), emotion=((b,), torch.int64),
                      intensity=((b,), f32), audio_guidance_scale=((), f32), guidance_scale=((), f32))
@@ -267,6 +268,7 @@ class CudaGraphBackend:
         if self.config.speech_encoder != "whisper-tiny.en":
             raise InputError(f"the torch_cudagraph backend runs the Whisper encoder (log-mel input); this "
                              f"checkpoint uses {self.config.speech_encoder!r}: use --backend torch")
+        self.log_mel = LogMelSpectrogram().to(self.device)  # float32, on the GPU inside the graphs
         self.schedule = make_schedule(self.config.schedule, self.config.num_train_timesteps)
         self.compile = os.environ.get(COMPILE_ENV, "0") == "1" if compile is None else bool(compile)
         self._net = torch.compile(model) if self.compile else model
@@ -294,8 +296,8 @@ class CudaGraphBackend:
         """(L,) float32 16 kHz → (T_a, D_a) float32 features at 50 Hz, T_a = ceil(L / 320), from the
         ``encode`` graph of this length (``graph=False``: the same program run eagerly, uncached).
         Raises ValueError: empty, not 1-D, or over 30 s."""
-        mel = self._mel([audio])  # (1, 80, T_mel)
-        return self._run(graph_key("encode", 1, mel.shape[-1]), graph, mel=mel)[0].cpu().numpy()
+        audio = self._audio([audio])  # (1, L)
+        return self._run(graph_key("encode", 1, audio.shape[1]), graph, audio=audio)[0].cpu().numpy()
 
     @torch.no_grad()
     def sample(self, features: np.ndarray, noise: np.ndarray, *, emotion: int, intensity: int, options,
@@ -317,7 +319,7 @@ class CudaGraphBackend:
     @torch.no_grad()
     def animate_batch(self, audio: np.ndarray, noise: np.ndarray, *, emotion: int, intensity: int, options,
                       step_noise: np.ndarray | None = None, graph: bool = True) -> np.ndarray:
-        """Audio to blendshapes in ONE graph replay: log-mel (host) → encoder → K-step sampler.
+        """Audio to blendshapes in ONE graph replay: log-mel → encoder → K-step sampler, all on the GPU.
 
         Args:
             audio: (B, L) float32 16 kHz, rows of one length (≤ 30 s).
@@ -339,9 +341,9 @@ class CudaGraphBackend:
             features = np.stack([self.eager_encode(a) for a in audio])
             return self.eager_sample(features, noise, emotion=emotion, intensity=intensity, options=options,
                                      step_noise=step_noise)
-        mel = self._mel(list(audio))  # (B, 80, T_mel)
-        key = graph_key("fused", audio.shape[0], mel.shape[-1], noise.shape[1], options)
-        return self._run(key, graph, mel=mel, **self._conditions(noise, emotion, intensity, options)).cpu().numpy()
+        audio = self._audio(list(audio))  # (B, L)
+        key = graph_key("fused", audio.shape[0], audio.shape[1], noise.shape[1], options)
+        return self._run(key, graph, audio=audio, **self._conditions(noise, emotion, intensity, options)).cpu().numpy()
 
     # -- the same computation without graphs (fallbacks, references) ---------------------------
     @torch.inference_mode()
@@ -362,13 +364,22 @@ class CudaGraphBackend:
         return self._graphs.get(key)
 
     # -- internals ----------------------------------------------------------------------------
-    def _mel(self, audios: list[np.ndarray]) -> np.ndarray:
-        from cafetalk_rt.nn.speech_encoder import whisper_mel_batch
+    @staticmethod
+    def _audio(audios: list[np.ndarray]) -> np.ndarray:
+        """Equally long clips → (B, L) float32; the checks ``whisper_mel_batch`` makes (1-D,
+        non-empty, ≤ 30 s)."""
+        from cafetalk_rt.frames import num_feature_frames
+        from cafetalk_rt.nn.speech_encoder import MAX_FEATURE_FRAMES
 
         for a in audios:
             if np.ndim(a) != 1 or len(a) == 0:
                 raise ValueError(f"each clip must be a non-empty 1-D (L,) waveform, got shape {np.shape(a)}")
-        return whisper_mel_batch([np.asarray(a, np.float32) for a in audios], N_MELS)[0]  # (B, 80, T_mel)
+            if num_feature_frames(len(a)) > MAX_FEATURE_FRAMES:
+                raise ValueError(f"speech longer than 30 s ({len(a) / 16_000:.1f} s): window the audio into "
+                                 "≤ 30 s pieces")
+        if len({len(a) for a in audios}) > 1:
+            raise ValueError("the rows of one call must have the same length (pad them or call per length)")
+        return np.stack([np.asarray(a, np.float32) for a in audios])
 
     @staticmethod
     def _conditions(noise, emotion, intensity, options) -> dict:
@@ -383,21 +394,24 @@ class CudaGraphBackend:
             log.warning("torch_cudagraph: %s", reason)
 
     def _new_inputs(self, key: GraphKey) -> dict[str, torch.Tensor]:
-        specs = input_specs(key, num_mel_bins=N_MELS, feature_dim=self.config.audio_dim,
-                            channels=self.config.num_channels)
+        specs = input_specs(key, feature_dim=self.config.audio_dim, channels=self.config.num_channels)
         return {name: torch.zeros(shape, dtype=dtype, device=self.device) for name, (shape, dtype) in specs.items()}
 
     def _program(self, key: GraphKey) -> Callable[[dict], torch.Tensor]:
         """``program(inputs) -> output`` of ``key``: the encoder and/or the torch backend's
         ``sample_tensors``, with the branch keep vectors made now (before any capture)."""
         layout = BranchLayout(key.batch, 3 if key.guided else 1)
+        cudnn = torch.backends.cudnn
         keeps = layout.keep_vectors(self.device) if key.kind != "encode" else None
 
         def program(inp: dict) -> torch.Tensor:
             if key.kind == "sample":
                 features = inp["features"]  # (B, T_a, D_a) float32, cast to fp16 by the sampler
             else:
-                features = self._encoder_net(inp["mel"].to(self.dtype))  # (B, T_a, D_a) fp16
+                with torch.backends.cudnn.flags(enabled=cudnn.enabled, benchmark=cudnn.benchmark,
+                                                deterministic=cudnn.deterministic, allow_tf32=False):
+                    mel = self.log_mel(inp["audio"])  # (B, 80, T_mel) float32 (STFT conv in full fp32)
+                features = self._encoder_net(mel.to(self.dtype))  # (B, T_a, D_a) fp16
                 if key.kind == "encode":
                     return features.float()
             return sample_tensors(self.model, self.schedule, layout, features, inp["noise"], emotion=inp["emotion"],
