@@ -14,7 +14,8 @@ On a CUDA machine (the device tool's command is in README "GPU path"):
    the pipeline's encode + sample graphs (log-mel on the GPU in all graphs); plus the fused replay
    alone (device time, no host work) and the host log-mel the eager paths use. Each: median (p10, p90) of ``--replays`` (≥ 50) calls after warm-up,
    each call followed by ``torch.cuda.synchronize()``;
-4. ``--compile``: the same fused graph with ``torch.compile`` (first-call time, timings, parity).
+4. ``--compile``: the same fused graph with ``torch.compile`` for every K (first-call time, timings,
+   parity).
 
 Writes JSON (``torch.cuda.get_device_name()``, versions, tolerances, results) after every step to
 ``--out`` (default ``$OUT/gpu_cudagraph.json``, else ``benchmarks/results/gpu-cudagraph.json``), so
@@ -180,29 +181,41 @@ def check_and_time(report: Report, be, ref, audio: np.ndarray, *, replays: int, 
 
 
 def check_compile(report: Report, model, audio: np.ndarray, *, replays: int, warmup: int) -> None:
-    """Step 4: the fused graph with ``torch.compile`` at the largest K."""
+    """Step 4: the fused graph with ``torch.compile``, every K in STEPS (largest first: it compiles;
+    the others reuse the compiled networks, whose shapes do not depend on K)."""
     from cafetalk_rt.backends.torch_cudagraph_backend import FP16_ATOL, CudaGraphBackend
     from cafetalk_rt.frames import num_frames
     from cafetalk_rt.options import AnimateOptions
     from cafetalk_rt.pipeline import initial_noise
 
-    section = report.data["compile"] = {"num_inference_steps": STEPS[-1], "parity": {}}
+    report.data["compile"] = []
     try:
         be = CudaGraphBackend(model, compile=True)
-        opts = AnimateOptions(num_inference_steps=STEPS[-1], **SCALES)
-        x, _ = initial_noise(0, num_frames(len(audio), be.config.fps), 52, STEPS[-1], False)
-        kw = dict(emotion=5, intensity=3, options=opts)
-        t0 = time.perf_counter()
-        got = be.animate_batch(audio[None], x, **kw)
-        section["first_call_s"] = time.perf_counter() - t0  # compile + warm-up + capture
-        eager = be.eager_sample(be.eager_encode(audio)[None], x, **kw)
-        report.check(section["parity"], "compiled_graph_vs_eager_fp16", max_abs(got, eager), FP16_ATOL)
-        section["timings"] = {"graph_fp16_fused_compiled": timed(lambda: be.animate_batch(audio[None], x, **kw),
-                                                                 replays=replays, warmup=warmup)}
-        section["timings"]["replay_only"] = timed(be.cached_graph(be.last_key).replay, replays=replays, warmup=warmup)
     except Exception as e:  # recorded, not fatal: compile is optional
-        section["error"] = f"{type(e).__name__}: {e}"
-        section["traceback"] = traceback.format_exc()[-3000:]
+        report.data["compile_error"] = f"{type(e).__name__}: {e}"
+        return
+    for k in sorted(STEPS, reverse=True):
+        section = {"num_inference_steps": k, "parity": {}}
+        report.data["compile"].append(section)
+        try:
+            opts = AnimateOptions(num_inference_steps=k, **SCALES)
+            x, _ = initial_noise(0, num_frames(len(audio), be.config.fps), 52, k, False)
+            kw = dict(emotion=5, intensity=3, options=opts)
+            t0 = time.perf_counter()
+            got = be.animate_batch(audio[None], x, **kw)
+            section["first_call_s"] = time.perf_counter() - t0  # (compile +) warm-up + capture
+            eager = be.eager_sample(be.eager_encode(audio)[None], x, **kw)
+            report.check(section["parity"], "compiled_graph_vs_eager_fp16", max_abs(got, eager), FP16_ATOL)
+            section["timings"] = {"graph_fp16_fused_compiled": timed(lambda: be.animate_batch(audio[None], x, **kw),
+                                                                     replays=replays, warmup=warmup)}
+            section["timings"]["replay_only"] = timed(be.cached_graph(be.last_key).replay, replays=replays,
+                                                      warmup=warmup)
+            print(f"compiled K={k}: " + ", ".join(f"{n} {v['median_ms']:.2f} ms" for n, v in section["timings"].items()),
+                  flush=True)
+        except Exception as e:  # recorded, not fatal: compile is optional
+            section["error"] = f"{type(e).__name__}: {e}"
+            section["traceback"] = traceback.format_exc()[-3000:]
+        report.save()
     report.save()
 
 

@@ -198,8 +198,11 @@ def plan_rows(pairs: list[tuple[str, str]], *, steps, batch_sizes, audio_s, cfgs
 
 
 def _commit() -> str:
-    """``git describe``-style short commit (+ "-dirty" with uncommitted tracked changes), else
-    ``$BENCH_COMMIT`` (the GPU machine gets no .git), else "unknown"."""
+    """``$BENCH_COMMIT`` when set (the GPU machine's copy of the tree may carry a stale .git:
+    ``gpu_run.sh`` sets it from the carried COMMIT file), else the ``git``-short commit (+
+    "-dirty" with uncommitted tracked changes), else "unknown"."""
+    if os.environ.get("BENCH_COMMIT"):
+        return os.environ["BENCH_COMMIT"]
     root = Path(__file__).resolve().parent.parent
     try:
         sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
@@ -208,7 +211,7 @@ def _commit() -> str:
                                cwd=root).returncode
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
-        return os.environ.get("BENCH_COMMIT", "unknown")
+        return "unknown"
 
 
 def run_report(args, out_dir: str | Path | None = None) -> dict:
