@@ -82,8 +82,17 @@ class Peaks:
     how: str = ""
 
     def matmul(self, precision: str) -> float:
-        """Peak for a precision; fp32's where that precision was not measured (e.g. fp16 on CPU)."""
-        return self.matmul_flops_per_s.get(precision, self.matmul_flops_per_s["fp32"])
+        """Peak for a precision; fp32's where that precision was not measured (e.g. fp16 on CPU).
+
+        Raises:
+            KeyError: neither ``precision`` nor fp32 was measured.
+        """
+        peaks = self.matmul_flops_per_s
+        if precision in peaks:  # (not .get(p, peaks["fp32"]): that fails when only fp16 was measured)
+            return peaks[precision]
+        if "fp32" in peaks:
+            return peaks["fp32"]
+        raise KeyError(f"no matmul peak measured for {precision!r} or fp32 (measured: {sorted(peaks)})")
 
     def best(self, other: "Peaks") -> "Peaks":
         """Per-resource maximum of two measurements. Every measurement is a lower bound of the
