@@ -1,6 +1,7 @@
-"""Long audio and streaming on the torch backend (CPU): a measurement, not a test.
+"""Long audio and streaming on CPU (torch or ONNX Runtime backend): a measurement, not a test.
 
-``python -m benchmarks.long_audio [--minutes 5] [--steps 10] [--stream-s 40]`` reports
+``python -m benchmarks.long_audio [--backend onnxruntime] [--minutes 5] [--steps 10] [--stream-s 40]``
+reports
 
 * offline: wall time, real-time factor and peak RSS of ``Animator.animate`` on a recording of
   ``--minutes`` (the bundled real clip tiled with 1 s of digital silence between repetitions),
@@ -87,12 +88,13 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=None, help="K (default: the library default)")
     ap.add_argument("--stream-s", type=float, default=40.0, help="seconds of audio streamed per setting (0: skip)")
     ap.add_argument("--skip-offline", action="store_true")
+    ap.add_argument("--backend", default="torch", help="backend name (torch, onnxruntime, …); default torch")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     options = AnimateOptions() if args.steps is None else AnimateOptions(num_inference_steps=args.steps)
-    animator = Animator()
+    animator = Animator(backend=args.backend)
     clip = load_audio(DEMO_CLIP)
-    result = {"torch_threads": torch.get_num_threads(), "num_inference_steps": options.num_inference_steps,
+    result = {"backend": args.backend, "torch_threads": torch.get_num_threads(), "num_inference_steps": options.num_inference_steps,
               "sampler": options.sampler, "guidance_scale": options.guidance_scale}
     if not args.skip_offline:
         result["offline"] = offline(animator, recording(clip, 60 * args.minutes), options)
