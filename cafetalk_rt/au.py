@@ -166,21 +166,25 @@ def region_channel_mask(au: np.ndarray, au_mask: np.ndarray) -> np.ndarray:
 
 def anchor_matrix() -> np.ndarray:
     """(n_AU, 52) float32: row ``k`` is 1 on the channels ``AU_NAMES[k]`` may change (its *anchor
-    region*, :func:`region_anchor`): an upper-face AU's own ARKit channels, a lower-face AU's
-    whole jaw/mouth region (``MOUTH_IDX``); 0 elsewhere. The exported AU graphs carry it as a
-    constant for the anchor (and :func:`region_matrix` for Z).
+    region*, :func:`region_anchor`): an upper-face AU's own ARKit channels; for a lower-face AU the
+    jaw/mouth region (``MOUTH_IDX``) less the channels that OTHER lower-face AUs drive and this one
+    does not (AU23 keeps its lip rolls and the unclaimed mouth channels: mouthClose, funnel,
+    pucker, jaw sideways…, but not AU24's mouthPress); 0 elsewhere. The exported AU graphs carry
+    it as a constant for the anchor (and :func:`region_matrix` for Z).
 
-    Why the two regions differ (measured, docs/fine_control.md): upper-face channels are
-    independent in ARKit, and with the whole upper face free a requested AU dragged in its
-    emotion partners from the corpus (AU2 → browInnerUp +0.19, AU4 → noseSneer +0.18, AU9 →
-    browDown +0.19); the mouth channels are physically coupled (jawOpen vs mouthClose, lip roll vs
-    funnel), so a lower-face AU may reshape the whole mouth around speech."""
+    Why (measured, docs/fine_control.md): with the whole region free a requested AU dragged in
+    its corpus partners: upper face AU2 → browInnerUp +0.19, AU4 → noseSneer +0.18, AU9 → browDown
+    +0.19; lower face AU23 → mouthPress +0.14 at K = 10 and +0.17 at K = 4 (the corpus pairs lip
+    tightener and pressor). The unclaimed mouth channels stay free because they are physically
+    coupled to the claimed ones (jawOpen vs mouthClose, lip roll vs funnel)."""
     m = np.zeros((NUM_AUS, NUM_BLENDSHAPES), np.float32)
+    own = {name: {INDEX[ch] for ch, _ in ACTION_UNITS[name].channels} for name in AU_NAMES}
     for k, name in enumerate(AU_NAMES):
         if ACTION_UNITS[name].region == "upper":
-            m[k, [INDEX[ch] for ch, _ in ACTION_UNITS[name].channels]] = 1.0
-        else:
-            m[k, MOUTH_IDX] = 1.0
+            m[k, sorted(own[name])] = 1.0
+        else:  # the mouth, less the channels other lower-face AUs own and this one does not
+            others = set().union(*(own[o] for o in AU_NAMES if o != name and ACTION_UNITS[o].region == "lower"))
+            m[k, sorted(set(MOUTH_IDX) - (others - own[name]))] = 1.0
     return m
 
 

@@ -175,16 +175,24 @@ def test_anchored_fine_guidance_keeps_other_regions_identical_to_the_uncontrolle
     assert np.abs(free[0, :, 1] - plain[0, :, 1]).min() > 0.1
 
 
-def test_anchor_frees_upper_aus_own_channels_and_lower_aus_whole_mouth():
-    from cafetalk_rt.au import anchor_matrix, region_anchor
+def test_anchor_frees_upper_aus_own_channels_and_lower_aus_unclaimed_mouth():
+    from cafetalk_rt.au import ACTION_UNITS, anchor_matrix, region_anchor
 
     au, mask = spans_to_condition("AU1@0-0.4", 50, 25, 2.0)
     a = region_anchor(au, mask)
     assert a.shape == (1, 52) and a[0].sum() == 1 and a[0, ARKIT_NAMES.index("browInnerUp")] == 1
     au, mask = spans_to_condition("AU2@0-0.4,AU12@1-1.2", 50, 25, 2.0)
     a = region_anchor(au[None], mask[None])
-    assert a.shape == (1, 1, 52) and a[0, 0, MOUTH_IDX].all()
-    assert {ARKIT_NAMES[i] for i in np.flatnonzero(a[0, 0]) if i not in MOUTH_IDX} == {"browOuterUpLeft", "browOuterUpRight"}
+    assert a.shape == (1, 1, 52)
+    free = {ARKIT_NAMES[i] for i in np.flatnonzero(a[0, 0])}
+    assert free - {ARKIT_NAMES[i] for i in MOUTH_IDX} == {"browOuterUpLeft", "browOuterUpRight"}
+    # AU12 may move its smile and the mouth channels no AU claims, but not another AU's channels:
+    # the speech jaw (AU26's jawOpen) and AU24's mouthPress follow the uncontrolled trajectory
+    assert {"mouthSmileLeft", "mouthSmileRight", "mouthClose", "mouthFunnel", "mouthPucker"} <= free
+    assert not free & {"jawOpen", "mouthPressLeft", "mouthPressRight", "mouthRollLower", "mouthFrownLeft"}
+    claimed = {ch for name in AU_NAMES for ch, _ in ACTION_UNITS[name].channels}
+    assert free == {"browOuterUpLeft", "browOuterUpRight", "mouthSmileLeft", "mouthSmileRight"} | (
+        {ARKIT_NAMES[i] for i in MOUTH_IDX} - claimed)
     au, mask = spans_to_condition("AU12=0@1-1.2", 50, 25, 2.0)
     assert not region_anchor(au, mask).any()  # intensity 0: nothing may change
     m = anchor_matrix()
