@@ -37,7 +37,9 @@ def _animate_parser(sub) -> None:
     p.add_argument("--emotion", default=d.emotion, help=f"one of: {', '.join(EMOTIONS)} (default {d.emotion})")
     p.add_argument("--intensity", type=int, default=d.intensity, choices=(1, 2, 3))
     p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--num-inference-steps", type=int, default=d.num_inference_steps)
+    p.add_argument("--num-inference-steps", type=int, default=d.num_inference_steps, metavar="K",
+                   help=f"denoising steps (default {d.num_inference_steps}, chosen from the README's quality-vs-steps "
+                        "table; 1-2 for the lowest latency, 1000 with --sampler ddpm for the paper-style reference)")
     p.add_argument("--guidance-scale", type=float, default=d.guidance_scale,
                    help="CFG scale of the emotion condition (1 = off)")
     p.add_argument("--audio-guidance-scale", type=float, default=d.audio_guidance_scale,
