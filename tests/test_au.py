@@ -199,3 +199,20 @@ def test_anchor_frees_upper_aus_own_channels_and_lower_aus_unclaimed_mouth():
     assert m.shape == (NUM_AUS, 52) and set(np.unique(m)) == {0.0, 1.0}
     for k, name in enumerate(AU_NAMES):  # every AU may change at least its own channels
         assert m[k, au_channel_indices(name)].all()
+
+
+def test_au_tables_are_pinned_to_the_graph_format():
+    """The exported AU graphs bake ``anchor_matrix`` and ``region_matrix`` in as constants, and the
+    graph cache only re-exports when the checkpoint, K, precision or GRAPH_FORMAT change. So a
+    change to either table must come with a GRAPH_FORMAT bump, or users keep running cached AU
+    graphs with the old tables. This pins the tables' hash to the format."""
+    import hashlib
+
+    from cafetalk_rt.au import anchor_matrix, region_matrix
+    from cafetalk_rt.backends.base import GRAPH_FORMAT
+
+    tables = np.ascontiguousarray(anchor_matrix()).tobytes() + np.ascontiguousarray(region_matrix()).tobytes()
+    pinned = {"cafetalk_rt/graph/2": "727c2874df97f01585c617df2172309c083f993fd510630c8b64a07546c9ee8a"}
+    assert hashlib.sha256(tables).hexdigest() == pinned.get(GRAPH_FORMAT), (
+        "the AU tables changed: bump GRAPH_FORMAT in cafetalk_rt/backends/base.py (cached AU graphs are then "
+        "re-exported) and pin the new hash here")

@@ -24,7 +24,9 @@ import numpy as np
 
 #: Version of the graph contract this runtime speaks. Bump it whenever an exported graph's
 #: inputs, outputs or computation change: graphs of another format are treated as stale.
-GRAPH_FORMAT = "cafetalk_rt/graph/1"
+#: History: 2 (2026-11-27): the AU graphs' constant anchor table changed (a lower-face AU no
+#: longer frees the mouth channels other AUs own), so cached AU graphs of format 1 are stale.
+GRAPH_FORMAT = "cafetalk_rt/graph/2"
 #: The exported graphs (their inputs and outputs: ``export/io_spec.py``); the sampler and
 #: end-to-end graphs exist once per K. The ``*_au`` graphs are the fine-control (AU) variants,
 #: exported only for checkpoints with the stage-2 adapter.
