@@ -25,7 +25,8 @@ COMMANDS: dict[str, tuple[str, list[tuple[str, dict]]]] = {
              "their *_au fine-control variants for checkpoints with the stage-2 adapter)", [
         _MODEL, ("--out", dict(default="exported", help="output directory (default ./exported)")), _STEPS,
         ("--graphs", dict(nargs="+", choices=GRAPH_KINDS, default=list(GRAPH_KINDS),
-                          help="which graphs (default all; the *_au ones need a checkpoint with the adapter)")),
+                          help="which graphs (default all; the *_au ones need a checkpoint with the adapter; *_cond: "
+                               "CFG off, one branch per step)")),
         ("--precision", dict(nargs="+", choices=("fp32", "fp16"), default=["fp32"], help="fp32 and/or fp16")),
         _FORCE]),
     "tensorrt": ("build fp16 TensorRT engines from the ONNX graphs (needs TensorRT and a GPU)", [

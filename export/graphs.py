@@ -73,6 +73,18 @@ class GuidedDenoiserStep(nn.Module):
         return guidance.combine(pred, b, audio_guidance_scale[:, None, None], guidance_scale[:, None, None])
 
 
+class ConditionalDenoiserStep(GuidedDenoiserStep):
+    """One denoising step with CFG off: the fully conditioned branch only (audio and emotion
+    given), B rows. ``forward(x_t (B, T, 52), timestep (B,) int64, audio_features (B, T_a, D_a),
+    emotion (B,) int64, intensity (B,)) → x0_pred (B, T, 52)`` float32 in normalised units: what
+    :class:`GuidedDenoiserStep` returns at s_a = s_c = 1 (paper Eq. 6 with both scales 1), at a
+    third of the rows."""
+
+    def forward(self, x_t, timestep, audio_features, emotion, intensity):
+        audio_keep, coarse_keep, _ = row_keeps(intensity, guidance.row_keeps(1))  # (B,) each, all 1
+        return self.branches_x0(1, x_t, timestep, audio_features, emotion, intensity, audio_keep, coarse_keep)
+
+
 class GuidedDenoiserStepAU(GuidedDenoiserStep):
     """One step of mask-based CFG with region anchoring (``guidance.anchored_fine_denoiser``),
     all 7B rows in one batched call; the model needs the stage-2 adapter.

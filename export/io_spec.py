@@ -34,6 +34,12 @@ separate files so the plain graphs stay lean): the plain graph's inputs plus ``a
   start from the same ``noise`` and the output is the controlled one.
 
 A row whose ``au_mask`` is all false gets exactly the uncontrolled trajectory (anchor 0).
+
+CFG off (``*_cond`` graphs, for requests with both guidance scales at 1): the plain graph's
+inputs less ``guidance_scale`` and ``audio_guidance_scale``; each step evaluates only the fully
+conditioned branch (B rows instead of 3B), x0 = G_AC, which is what the plain graphs return at
+s_a = s_c = 1 at a third of the denoiser work (``denoiser_step_cond``, ``sampler_cond``,
+``end_to_end_cond``).
 """
 from __future__ import annotations
 
@@ -42,7 +48,7 @@ from dataclasses import dataclass
 
 from cafetalk_rt.au import NUM_AUS
 from cafetalk_rt.backends import base
-from cafetalk_rt.backends.base import AU_VARIANTS, GRAPH_FORMAT
+from cafetalk_rt.backends.base import AU_VARIANTS, COND_VARIANTS, GRAPH_FORMAT
 from cafetalk_rt.blendshapes import NUM_BLENDSHAPES
 
 OPSET = 18  # TensorRT 8.6-10.x parse opset 18; LayerNormalization needs >= 17.
@@ -94,6 +100,10 @@ BLENDSHAPES = _t("blendshapes", "float32", ("batch", "num_frames", NUM_BLENDSHAP
                  "ARKit blendshapes in [0, 1], order of metadata 'blendshape_names', at metadata 'fps'")
 
 CONDITIONS = (EMOTION, INTENSITY, GUIDANCE_SCALE, AUDIO_GUIDANCE_SCALE)
+#: The CFG-off graphs' conditions: no guidance scales (both are 1: the conditional branch alone).
+COND_CONDITIONS = (EMOTION, INTENSITY)
+X0_PRED_COND = _t("x0_pred", "float32", ("batch", "num_frames", NUM_BLENDSHAPES),
+                  "x0 prediction of the fully conditioned branch (CFG off) in normalised units")
 
 AU = _t("au", "float32", ("batch", "num_frames", NUM_AUS),
         "AU intensities in [0, 1] per frame (metadata 'au_vocabulary' order); 0 = no control on that AU")
@@ -136,15 +146,21 @@ GRAPHS: dict[str, GraphSpec] = {
                                                        *AU_CONDITIONS), (X0_PRED_AU, X0_PRED_UNCONTROLLED)),
     "sampler_au": GraphSpec("sampler_au", (NOISE, AUDIO_FEATURES, *CONDITIONS, *AU_CONDITIONS), (BLENDSHAPES,)),
     "end_to_end_au": GraphSpec("end_to_end_au", (AUDIO, NOISE, *CONDITIONS, *AU_CONDITIONS), (BLENDSHAPES,)),
+    "denoiser_step_cond": GraphSpec("denoiser_step_cond", (X_T, TIMESTEP, AUDIO_FEATURES, *COND_CONDITIONS),
+                                    (X0_PRED_COND,)),
+    "sampler_cond": GraphSpec("sampler_cond", (NOISE, AUDIO_FEATURES, *COND_CONDITIONS), (BLENDSHAPES,)),
+    "end_to_end_cond": GraphSpec("end_to_end_cond", (AUDIO, NOISE, *COND_CONDITIONS), (BLENDSHAPES,)),
 }
 assert tuple(GRAPHS) == base.GRAPH_KINDS
 #: Graphs whose computation depends on K (the others are exported once per model).
-PER_K = ("sampler", "end_to_end", "sampler_au", "end_to_end_au")
+PER_K = ("sampler", "end_to_end", "sampler_au", "end_to_end_au", "sampler_cond", "end_to_end_cond")
 #: Fine-control graphs: exported only for checkpoints with the stage-2 adapter.
 AU_KINDS = tuple(AU_VARIANTS.values())
+#: CFG-off graphs (one branch).
+COND_KINDS = tuple(COND_VARIANTS.values())
 #: What each fused graph is composed from.
-STEP_OF = {"sampler": "denoiser_step", "sampler_au": "denoiser_step_au"}
-SAMPLER_OF = {"end_to_end": "sampler", "end_to_end_au": "sampler_au"}
+STEP_OF = {"sampler": "denoiser_step", "sampler_au": "denoiser_step_au", "sampler_cond": "denoiser_step_cond"}
+SAMPLER_OF = {"end_to_end": "sampler", "end_to_end_au": "sampler_au", "end_to_end_cond": "sampler_cond"}
 PRECISIONS = ("fp32", "fp16")
 
 

@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 #: What each graph is built from (exported first, into the same directory).
 DEPENDS = {**{kind: (step,) for kind, step in io_spec.STEP_OF.items()},
            **{kind: ("speech_encoder", sampler) for kind, sampler in io_spec.SAMPLER_OF.items()}}
+#: Metadata ``guidance`` of the CFG-off graphs.
+GUIDANCE_COND = "CFG off: x0 = G_AC, the fully conditioned branch alone (B rows)"
 #: Metadata ``guidance``: the combine formula of a graph's CFG.
 GUIDANCE = "x0 = G_null + s_a (G_A - G_null) + s_c (G_AC - G_A); branches [full, audio_only, null] in one 3B batch"
 GUIDANCE_AU = (GUIDANCE[: GUIDANCE.index(";")] + " + beta Z (G_ACF - G_AC), Z = min(1, ((au > 0) & au_mask) @ "
@@ -72,7 +74,7 @@ def graph_metadata(kind: str, precision: str, model, model_sha256: str, num_infe
         "timesteps": json.dumps(inference_timesteps(k, cfg.num_train_timesteps).tolist() if k else []),
         "prediction_type": cfg.prediction_type, "schedule": cfg.schedule,
         "num_train_timesteps": str(cfg.num_train_timesteps),
-        "guidance": GUIDANCE_AU if au_graph else GUIDANCE,
+        "guidance": GUIDANCE_AU if au_graph else GUIDANCE_COND if kind in io_spec.COND_KINDS else GUIDANCE,
         "blendshape_names": json.dumps(list(ARKIT_NAMES)), "emotions": json.dumps(list(EMOTIONS)),
         "au_vocabulary": json.dumps(list(AU_NAMES) if au_graph else []),
         "bs_mean": json.dumps(model.bs_mean.float().tolist()), "bs_std": json.dumps(model.bs_std.float().tolist()),
@@ -168,7 +170,7 @@ class _Exporter:
         import torch
 
         from export import compose
-        from export.graphs import GuidedDenoiserStep, GuidedDenoiserStepAU, SpeechEncoderGraph
+        from export.graphs import ConditionalDenoiserStep, GuidedDenoiserStep, GuidedDenoiserStepAU, SpeechEncoderGraph
 
         dtype = {"fp32": torch.float32, "fp16": torch.float16}[precision]
         if kind == "speech_encoder":
@@ -177,9 +179,10 @@ class _Exporter:
             if self.model.config.speech_encoder != "whisper-tiny.en":
                 raise ValueError(f"export supports the whisper-tiny.en speech encoder, not {self.model.config.speech_encoder!r}")
             return export_torch_graph(SpeechEncoderGraph(build_speech_encoder(), dtype), kind)
-        if kind in ("denoiser_step", "denoiser_step_au"):
-            step = GuidedDenoiserStepAU if kind == "denoiser_step_au" else GuidedDenoiserStep
-            return export_torch_graph(step(copy.deepcopy(self.model), self.schedule, dtype), kind)
+        steps = {"denoiser_step": GuidedDenoiserStep, "denoiser_step_au": GuidedDenoiserStepAU,
+                 "denoiser_step_cond": ConditionalDenoiserStep}
+        if kind in steps:
+            return export_torch_graph(steps[kind](copy.deepcopy(self.model), self.schedule, dtype), kind)
         if kind in io_spec.STEP_OF:
             m = self.model
             return compose.build_sampler(onnx.load(str(deps[0])), k, self.schedule,

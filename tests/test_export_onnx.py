@@ -37,6 +37,9 @@ def tiny(tmp_path_factory):
     export_onnx(ckpt, out, num_inference_steps=KS, kinds=("speech_encoder", "denoiser_step", "sampler"),
                 precisions=("fp32", "fp16"))
     export_onnx(ckpt, out, num_inference_steps=(2,), kinds=("end_to_end",), precisions=("fp32", "fp16"))
+    export_onnx(ckpt, out, num_inference_steps=(2, 4), kinds=("denoiser_step_cond", "sampler_cond"),
+                precisions=("fp32", "fp16"))
+    export_onnx(ckpt, out, num_inference_steps=(2,), kinds=("end_to_end_cond",), precisions=("fp32",))
     return ckpt, out, TorchBackend(ckpt)
 
 
@@ -130,6 +133,49 @@ def test_end_to_end_parity(tiny, precision):
     got = run(make_feed(info, audio=audio, noise=noise, **conds))["blendshapes"]
     feats = np.stack([tiny[2].encode(a) for a in audio])
     assert np.abs(got - torch_reference(tiny[2], feats, noise, conds, 2)).max() <= TOL[precision]
+
+
+def _no_scales(conds: dict) -> dict:
+    return {k: v for k, v in conds.items() if k not in ("guidance_scale", "audio_guidance_scale")}
+
+
+def test_cfg_off_step_is_the_conditional_branch_of_the_guided_step(tiny):
+    """``denoiser_step_cond`` (B rows) returns what ``denoiser_step`` (3B rows) returns at
+    s_a = s_c = 1, and takes no guidance scales."""
+    run, info = _runner(tiny, "denoiser_step_cond", "fp32")
+    full, full_info = _runner(tiny, "denoiser_step", "fp32")
+    assert "guidance_scale" not in info.inputs and "audio_guidance_scale" not in info.inputs
+    rng = np.random.default_rng(3)
+    x_t = rng.standard_normal((3, 11, 52), dtype=np.float32)
+    feats = rng.standard_normal((3, 22, 384), dtype=np.float32)
+    t = np.array([999, 500, 3])
+    conds = conditions([0, 4, 7], [1, 2, 3], [1.0] * 3, [1.0] * 3)
+    got = run(make_feed(info, x_t=x_t, timestep=t, audio_features=feats, **_no_scales(conds)))["x0_pred"]
+    want = full(make_feed(full_info, x_t=x_t, timestep=t, audio_features=feats, **conds))["x0_pred"]
+    assert np.abs(got - want).max() <= 1e-4 * max(1.0, float(np.abs(want).max()))
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+@pytest.mark.parametrize("k", [2, 4])
+def test_cfg_off_sampler_parity(tiny, precision, k):
+    run, info = _runner(tiny, "sampler_cond", precision, k)
+    assert info.kind == "sampler_cond" and info.num_inference_steps == k
+    rng = np.random.default_rng(10 + k)
+    noise = rng.standard_normal((2, 29, 52), dtype=np.float32)
+    feats = np.stack([tiny[2].encode(synthetic_audio(29 * 640, seed=s)) for s in (5, 6)])
+    conds = conditions([3, 6], [1, 3], [1.0, 1.0], [1.0, 1.0])
+    got = run(make_feed(info, noise=noise, audio_features=feats, **_no_scales(conds)))["blendshapes"]
+    ref = torch_reference(tiny[2], feats, noise, conds, k)  # the torch backend with CFG off (1 branch)
+    assert 0.05 < ref.std() and np.abs(got - ref).max() <= TOL[precision]
+
+
+def test_cfg_off_end_to_end_parity(tiny):
+    run, info = _runner(tiny, "end_to_end_cond", "fp32", 2)
+    audio = synthetic_audio(15_000, seed=8)[None]
+    noise = np.random.default_rng(4).standard_normal((1, 23, 52), dtype=np.float32)
+    conds = conditions([2], [2], [1.0], [1.0])
+    got = run(make_feed(info, audio=audio, noise=noise, **_no_scales(conds)))["blendshapes"]
+    assert np.abs(got - torch_reference(tiny[2], tiny[2].encode(audio[0])[None], noise, conds, 2)).max() <= TOL["fp32"]
 
 
 def _all_graphs(tiny):

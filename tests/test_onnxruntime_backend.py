@@ -61,6 +61,20 @@ def test_ddpm_runs_the_step_graph_and_matches_torch(cli_outputs, demo_audio):
     assert np.abs(ref - got).max() <= 1e-3
 
 
+@pytest.mark.parametrize("sampler", ["ddim", "dpmpp_2m"])
+def test_cfg_off_runs_the_one_branch_graphs_and_matches_torch(cli_outputs, demo_audio, sampler):
+    """Both guidance scales 1: the *_cond graphs (B rows per step, not 3B), the torch result."""
+    opts = AnimateOptions(num_inference_steps=2, seed=2, guidance_scale=1.0, audio_guidance_scale=1.0,
+                          emotion="sad", intensity=2, sampler=sampler)
+    clip = demo_audio[:24_000]
+    anim = Animator(backend="onnxruntime")
+    got = anim.animate(clip, opts).blendshapes
+    kind = "sampler_cond" if sampler == "ddim" else "denoiser_step_cond"
+    assert {k for k, _ in anim.backend._graphs} >= {kind} and "sampler" not in {k for k, _ in anim.backend._graphs}
+    assert np.abs(Animator(backend="torch").animate(clip, opts).blendshapes - got).max() <= 1e-3
+    anim.backend.close()
+
+
 def test_backend_reads_model_facts_from_metadata(cli_outputs):
     backend = load_backend("onnxruntime", DEFAULT_MODEL)
     assert backend.config.fps == 25 and backend.config.sample_rate == 16000

@@ -29,11 +29,16 @@ import numpy as np
 GRAPH_FORMAT = "cafetalk_rt/graph/2"
 #: The exported graphs (their inputs and outputs: ``export/io_spec.py``); the sampler and
 #: end-to-end graphs exist once per K. The ``*_au`` graphs are the fine-control (AU) variants,
-#: exported only for checkpoints with the stage-2 adapter.
+#: exported only for checkpoints with the stage-2 adapter; the ``*_cond`` graphs are the CFG-off
+#: variants (both guidance scales 1: only the fully conditioned branch, B rows instead of 3B).
 GRAPH_KINDS = ("speech_encoder", "denoiser_step", "sampler", "end_to_end",
-               "denoiser_step_au", "sampler_au", "end_to_end_au")
+               "denoiser_step_au", "sampler_au", "end_to_end_au",
+               "denoiser_step_cond", "sampler_cond", "end_to_end_cond")
 #: Plain graph → its AU variant: the same inputs plus ``au``, ``au_mask``, ``au_guidance_scale``.
 AU_VARIANTS = {"denoiser_step": "denoiser_step_au", "sampler": "sampler_au", "end_to_end": "end_to_end_au"}
+#: Plain graph → its CFG-off variant: the same inputs less ``guidance_scale`` and
+#: ``audio_guidance_scale`` (x0 = G_AC, which the plain graph also returns at s_a = s_c = 1).
+COND_VARIANTS = {"denoiser_step": "denoiser_step_cond", "sampler": "sampler_cond", "end_to_end": "end_to_end_cond"}
 
 # Metadata keys (ONNX ``metadata_props``; a ``.json`` sidecar for TensorRT engines).
 KEY_FORMAT = "cafetalk.format"

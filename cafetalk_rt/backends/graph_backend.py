@@ -7,6 +7,9 @@ that provides a :class:`~cafetalk_rt.backends.base.GraphRunner` (ONNX Runtime, T
 * ``sample`` with DDPM or DPM-Solver++ (host-side samplers): the runtime's own sampler function
   (:mod:`cafetalk_rt.samplers`, array-agnostic) drives the ``denoiser_step`` graph, which does the
   batched CFG of one step.
+* With CFG off (both guidance scales 1, no AU condition) the same on the CFG-off variants
+  (``sampler_cond``, ``denoiser_step_cond``; ``base.COND_VARIANTS``): one branch per step
+  instead of three, the same result (x0 = G_AC).
 * With an AU condition (``fine``) the same, on the AU variants (``sampler_au``,
   ``denoiser_step_au``; ``base.AU_VARIANTS``): mask-based CFG with region anchoring inside the
   graph, as ``TorchBackend.sample(fine=...)``. Host-side samplers then carry the stacked
@@ -25,11 +28,12 @@ from typing import Callable
 
 import numpy as np
 
-from cafetalk_rt.backends.base import (AU_VARIANTS, GraphInfo, GraphRunner, StaleGraphError, check_graph, make_feed,
-                                       read_graph_info)
+from cafetalk_rt.backends.base import (AU_VARIANTS, COND_VARIANTS, GraphInfo, GraphRunner, StaleGraphError,
+                                       check_graph, make_feed, read_graph_info)
 from cafetalk_rt.backends.cache import ensure_graphs, file_sha256
 from cafetalk_rt.checkpoint_meta import has_fine_control
 from cafetalk_rt.errors import InputError
+from cafetalk_rt.guidance import num_branches
 from cafetalk_rt.samplers import SAMPLERS
 from cafetalk_rt.schedule import inference_timesteps, make_schedule
 
@@ -109,15 +113,18 @@ class GraphBackend:
             InputError: an AU condition for a checkpoint without the fine-control adapter.
         """
         b = noise.shape[0]
-        conds = {"emotion": np.full(b, emotion, np.int64), "intensity": np.full(b, intensity, np.float32),
-                 "guidance_scale": np.full(b, options.guidance_scale, np.float32),
-                 "audio_guidance_scale": np.full(b, options.audio_guidance_scale, np.float32)}
+        conds = {"emotion": np.full(b, emotion, np.int64), "intensity": np.full(b, intensity, np.float32)}
+        unguided = fine is None and num_branches(options.audio_guidance_scale, options.guidance_scale) == 1
+        if not unguided:  # CFG off: the *_cond graphs evaluate the conditional branch alone (B rows, not 3B)
+            conds.update(guidance_scale=np.full(b, options.guidance_scale, np.float32),
+                         audio_guidance_scale=np.full(b, options.audio_guidance_scale, np.float32))
         if fine is not None:
             if not self.fine_control:
                 raise InputError(f"{self.model_path.name} has no fine-control adapter (a stage-1 checkpoint), so AU "
                                  "spans cannot be applied; pass a stage-2 checkpoint with --model")
             conds.update(au=fine[0], au_mask=fine[1], au_guidance_scale=np.full(b, options.au_guidance_scale, np.float32))
-        kind = {plain: AU_VARIANTS[plain] if fine is not None else plain for plain in ("sampler", "denoiser_step")}
+        variants = AU_VARIANTS if fine is not None else COND_VARIANTS if unguided else {}
+        kind = {plain: variants.get(plain, plain) for plain in ("sampler", "denoiser_step")}
         k = options.num_inference_steps
         if options.sampler == "ddim":
             run, info = self.graph(kind["sampler"], k)
