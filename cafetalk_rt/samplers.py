@@ -17,6 +17,23 @@ Denoiser = Callable[[Any, int], Any]
 Callback = Callable[[int, int, Any], None]
 
 
+def _run_steps(denoiser: Denoiser, x: Any, timesteps: Sequence[int],
+               update: Callable[[int, Any, Any, int, int], Any], callback: Callback | None) -> Any:
+    """The loop all samplers share: at each of the K timesteps ``x0 = denoiser(x_t, t)``; between
+    timestep ``t`` (step ``i``) and the next ``t_next``, ``x ← update(i, x, x0, t, t_next)`` and
+    ``callback(i, t, x0)``; the last step returns the denoiser's x0 prediction."""
+    x0_pred = x
+    for i, t in enumerate(timesteps):
+        t = int(t)
+        x0_pred = denoiser(x, t)
+        if i == len(timesteps) - 1:
+            break
+        x = update(i, x, x0_pred, t, int(timesteps[i + 1]))
+        if callback is not None:
+            callback(i, t, x0_pred)
+    return x0_pred
+
+
 def sample_ddim(
     denoiser: Denoiser,
     x: Any,
@@ -34,18 +51,13 @@ def sample_ddim(
         x0 estimate (B, T, C): the last step returns the denoiser's x0 prediction.
     """
     abar = schedule.alphas_cumprod
-    x0_pred = x
-    for i, t in enumerate(timesteps):
-        t = int(t)
-        x0_pred = denoiser(x, t)
-        if i == len(timesteps) - 1:
-            break
-        a_t, a_prev = float(abar[t]), float(abar[int(timesteps[i + 1])])
+
+    def update(i: int, x: Any, x0_pred: Any, t: int, t_next: int) -> Any:
+        a_t, a_prev = float(abar[t]), float(abar[t_next])
         eps_pred = (x - math.sqrt(a_t) * x0_pred) * (1.0 / math.sqrt(1.0 - a_t))  # Eq. 12 ε_θ
-        x = math.sqrt(a_prev) * x0_pred + math.sqrt(1.0 - a_prev) * eps_pred
-        if callback is not None:
-            callback(i, t, x0_pred)
-    return x0_pred
+        return math.sqrt(a_prev) * x0_pred + math.sqrt(1.0 - a_prev) * eps_pred
+
+    return _run_steps(denoiser, x, timesteps, update, callback)
 
 
 def sample_ddpm(
@@ -72,23 +84,18 @@ def sample_ddpm(
     if len(noise) != len(timesteps):
         raise ValueError(f"need one noise array per step: {len(timesteps)} steps, {len(noise)} arrays")
     abar = schedule.alphas_cumprod
-    x0_pred = x
-    for i, t in enumerate(timesteps):
-        t = int(t)
-        x0_pred = denoiser(x, t)
-        if i == len(timesteps) - 1:
-            break
-        a_t, a_prev = float(abar[t]), float(abar[int(timesteps[i + 1])])
+
+    def update(i: int, x: Any, x0_pred: Any, t: int, t_next: int) -> Any:
+        a_t, a_prev = float(abar[t]), float(abar[t_next])
         alpha = a_t / a_prev  # product of (1 − β) between the two timesteps
         beta = 1.0 - alpha
         # Eq. 7: posterior mean coefficients and variance β̃
         c0 = math.sqrt(a_prev) * beta / (1.0 - a_t)
         ct = math.sqrt(alpha) * (1.0 - a_prev) / (1.0 - a_t)
         var = beta * (1.0 - a_prev) / (1.0 - a_t)
-        x = c0 * x0_pred + ct * x + math.sqrt(var) * noise[i]
-        if callback is not None:
-            callback(i, t, x0_pred)
-    return x0_pred
+        return c0 * x0_pred + ct * x + math.sqrt(var) * noise[i]
+
+    return _run_steps(denoiser, x, timesteps, update, callback)
 
 
 def sample_dpmpp_2m(
@@ -117,21 +124,19 @@ def sample_dpmpp_2m(
     alpha = [math.sqrt(float(abar[int(t)])) for t in timesteps]
     sigma = [math.sqrt(1.0 - float(abar[int(t)])) for t in timesteps]
     lam = [math.log(a / s) for a, s in zip(alpha, sigma)]
-    x0_pred, x0_prev, h_prev = x, None, None
-    for i, t in enumerate(timesteps):
-        x0_pred = denoiser(x, int(t))
-        if i == len(timesteps) - 1:
-            break
+    prev: list = []  # (x0_{i−1}, h_{i−1}) after the first step
+
+    def update(i: int, x: Any, x0_pred: Any, t: int, t_next: int) -> Any:
         h = lam[i + 1] - lam[i]
         d = x0_pred
-        if x0_prev is not None:  # Algorithm 2, line 6: second-order multistep correction
+        if prev:  # Algorithm 2, line 6: second-order multistep correction
+            x0_prev, h_prev = prev
             r = h_prev / h
             d = (1.0 + 0.5 / r) * x0_pred + (-0.5 / r) * x0_prev
-        x = (sigma[i + 1] / sigma[i]) * x + (-alpha[i + 1] * math.expm1(-h)) * d
-        x0_prev, h_prev = x0_pred, h
-        if callback is not None:
-            callback(i, int(t), x0_pred)
-    return x0_pred
+        prev[:] = [x0_pred, h]
+        return (sigma[i + 1] / sigma[i]) * x + (-alpha[i + 1] * math.expm1(-h)) * d
+
+    return _run_steps(denoiser, x, timesteps, update, callback)
 
 
 SAMPLERS = {"ddim": sample_ddim, "ddpm": sample_ddpm, "dpmpp_2m": sample_dpmpp_2m}
