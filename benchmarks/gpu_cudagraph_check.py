@@ -128,9 +128,9 @@ def check_and_time(report: Report, be, ref, audio: np.ndarray, *, replays: int, 
 
     t = num_frames(len(audio), be.config.fps)
     report.data["host_logmel"] = timed(lambda: whisper_mel_batch([audio]), replays=replays, warmup=warmup)
-    cudnn = torch.backends.cudnn
-    with torch.no_grad(), cudnn.flags(enabled=cudnn.enabled, benchmark=cudnn.benchmark,
-                                      deterministic=cudnn.deterministic, allow_tf32=False):  # as in the graphs
+    from cafetalk_rt.nn.log_mel import exact_fp32_conv
+
+    with torch.no_grad(), exact_fp32_conv():  # as in the graphs
         gpu_mel = be.log_mel(torch.from_numpy(audio)[None].to(be.device)).cpu().numpy()
     report.check(report.data, "gpu_logmel_vs_host_logmel", max_abs(gpu_mel, whisper_mel_batch([audio])[0]), 1e-4)
     for k in STEPS:

@@ -24,6 +24,7 @@ from cafetalk_rt.au import AU_NAMES
 from cafetalk_rt.backends.base import (GRAPH_FORMAT, KEY_FORMAT, KEY_GRAPH, KEY_IO, KEY_MODEL_SHA256,
                                        KEY_PRECISION)
 from cafetalk_rt.backends.cache import file_sha256
+from cafetalk_rt.options import DEFAULT_NUM_INFERENCE_STEPS
 from cafetalk_rt.blendshapes import ARKIT_NAMES
 from cafetalk_rt.emotions import EMOTIONS
 from cafetalk_rt.frames import FEATURE_RATE_HZ, SAMPLE_RATE
@@ -190,7 +191,8 @@ class _Exporter:
         return compose.build_end_to_end(onnx.load(str(deps[0])), onnx.load(str(deps[1])), kind=kind)
 
 
-def export_onnx(model_path: str | Path, out_dir: str | Path, *, num_inference_steps: tuple[int, ...] = (10,),
+def export_onnx(model_path: str | Path, out_dir: str | Path, *,
+                num_inference_steps: tuple[int, ...] = (DEFAULT_NUM_INFERENCE_STEPS,),
                 kinds: tuple[str, ...] = tuple(io_spec.GRAPHS), precisions: tuple[str, ...] = ("fp32",),
                 force: bool = False) -> list[ExportResult]:
     """Write the graphs ``kinds`` × ``precisions`` (× K for per-K graphs) into ``out_dir``.

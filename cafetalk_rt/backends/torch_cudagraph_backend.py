@@ -54,7 +54,7 @@ import torch
 from cafetalk_rt.backends.torch_backend import BranchLayout, sample_arrays, sample_tensors
 from cafetalk_rt.errors import InputError
 from cafetalk_rt.nn.checkpoint import load_denoiser
-from cafetalk_rt.nn.log_mel import LogMelSpectrogram
+from cafetalk_rt.nn.log_mel import LogMelSpectrogram, exact_fp32_conv
 from cafetalk_rt.schedule import make_schedule
 
 log = logging.getLogger(__name__)
@@ -366,17 +366,11 @@ class CudaGraphBackend:
     # -- internals ----------------------------------------------------------------------------
     @staticmethod
     def _audio(audios: list[np.ndarray]) -> np.ndarray:
-        """Equally long clips → (B, L) float32; the checks ``whisper_mel_batch`` makes (1-D,
-        non-empty, ≤ 30 s)."""
-        from cafetalk_rt.frames import num_feature_frames
-        from cafetalk_rt.nn.speech_encoder import MAX_FEATURE_FRAMES
+        """Equally long clips → (B, L) float32, checked as the Whisper input is
+        (``speech_encoder.check_clips``: 1-D, non-empty, ≤ 30 s)."""
+        from cafetalk_rt.nn.speech_encoder import check_clips
 
-        for a in audios:
-            if np.ndim(a) != 1 or len(a) == 0:
-                raise ValueError(f"each clip must be a non-empty 1-D (L,) waveform, got shape {np.shape(a)}")
-            if num_feature_frames(len(a)) > MAX_FEATURE_FRAMES:
-                raise ValueError(f"speech longer than 30 s ({len(a) / 16_000:.1f} s): window the audio into "
-                                 "≤ 30 s pieces")
+        check_clips(audios)
         if len({len(a) for a in audios}) > 1:
             raise ValueError("the rows of one call must have the same length (pad them or call per length)")
         return np.stack([np.asarray(a, np.float32) for a in audios])
@@ -401,15 +395,13 @@ class CudaGraphBackend:
         """``program(inputs) -> output`` of ``key``: the encoder and/or the torch backend's
         ``sample_tensors``, with the branch keep vectors made now (before any capture)."""
         layout = BranchLayout(key.batch, 3 if key.guided else 1)
-        cudnn = torch.backends.cudnn
         keeps = layout.keep_vectors(self.device) if key.kind != "encode" else None
 
         def program(inp: dict) -> torch.Tensor:
             if key.kind == "sample":
                 features = inp["features"]  # (B, T_a, D_a) float32, cast to fp16 by the sampler
             else:
-                with torch.backends.cudnn.flags(enabled=cudnn.enabled, benchmark=cudnn.benchmark,
-                                                deterministic=cudnn.deterministic, allow_tf32=False):
+                with exact_fp32_conv():
                     mel = self.log_mel(inp["audio"])  # (B, 80, T_mel) float32 (STFT conv in full fp32)
                 features = self._encoder_net(mel.to(self.dtype))  # (B, T_a, D_a) fp16
                 if key.kind == "encode":

@@ -15,6 +15,16 @@ from cafetalk_rt.features import DYNAMIC_RANGE, HOP_LENGTH, LOG_FLOOR, N_FFT, _w
 SAMPLES_PER_FEATURE = 2 * HOP_LENGTH  # 320 samples = 20 ms = one speech-encoder frame
 
 
+def exact_fp32_conv():
+    """Context in which cuDNN convolutions run in full float32 (TF32 off, the other cuDNN flags
+    unchanged): PyTorch allows TF32 convolutions by default, whose 10-bit mantissa would move the
+    log-mel's STFT away from the host ``log_mel``. Wrap a :class:`LogMelSpectrogram` call on a
+    GPU in it (a no-op on CPU)."""
+    cudnn = torch.backends.cudnn
+    return cudnn.flags(enabled=cudnn.enabled, benchmark=cudnn.benchmark, deterministic=cudnn.deterministic,
+                       allow_tf32=False)
+
+
 class LogMelSpectrogram(nn.Module):
     """Whisper's log-mel (``cafetalk_rt.features.log_mel``) in graph-friendly ops.
 

@@ -134,6 +134,23 @@ def load_whisper_encoder(dtype: torch.dtype = torch.float32, model_dir: str | Pa
     return enc.to(dtype).eval().requires_grad_(False)
 
 
+def check_clips(audios: list[np.ndarray], *, max_feature_frames: int | None = MAX_FEATURE_FRAMES) -> list[int]:
+    """The clips' feature frames ``num_feature_frames(L_i)`` (50 Hz), after checking each clip.
+
+    Raises:
+        ValueError: a clip that is not a non-empty 1-D (L,) waveform, or (with
+            ``max_feature_frames``, Whisper's 1500) one longer than 30 s: window the audio.
+    """
+    for a in audios:
+        if np.ndim(a) != 1 or len(a) == 0:
+            raise ValueError(f"each clip must be a non-empty 1-D (L,) waveform, got shape {np.shape(a)}")
+    n_a = [num_feature_frames(len(a)) for a in audios]
+    if max_feature_frames is not None and max(n_a) > max_feature_frames:
+        raise ValueError(f"speech longer than 30 s ({max(n_a)} feature frames > {max_feature_frames}): "
+                         "window the audio into ≤ 30 s pieces")
+    return n_a
+
+
 def whisper_mel_batch(audios: list[np.ndarray], num_mel_bins: int = 80) -> tuple[np.ndarray, list[int]]:
     """The Whisper encoder's input for clips of any lengths (≤ 30 s, 16 kHz, float32 (L,)).
 
@@ -141,12 +158,9 @@ def whisper_mel_batch(audios: list[np.ndarray], num_mel_bins: int = 80) -> tuple
         mel (B, num_mel_bins, 2 · max T_a) float32, clip ``i``'s ``log_mel(a, 2 · T_a_i)`` followed by
         zeros, and the clips' feature frames ``T_a_i = num_feature_frames(L_i)`` (50 Hz).
     Raises:
-        ValueError: a clip longer than 30 s (T_a > 1500): window the audio.
+        ValueError: as :func:`check_clips` (not 1-D, empty, or longer than 30 s).
     """
-    n_a = [num_feature_frames(len(a)) for a in audios]
-    if max(n_a) > MAX_FEATURE_FRAMES:
-        raise ValueError(f"speech longer than 30 s ({max(n_a)} feature frames > {MAX_FEATURE_FRAMES}): "
-                         "window the audio into ≤ 30 s pieces")
+    n_a = check_clips(audios)
     mel = np.zeros((len(audios), num_mel_bins, 2 * max(n_a)), np.float32)  # (B, 80, T_mel)
     for i, (a, n) in enumerate(zip(audios, n_a)):
         mel[i, :, : 2 * n] = log_mel(a, 2 * n)
@@ -311,9 +325,7 @@ def encode_audio_batch(encoder: nn.Module, audios: list[np.ndarray], *, batch_si
     ``torch.inference_mode``; each result equals the clip's :func:`encode_audio` up to float
     rounding (Whisper masks padded frames; wav2vec2 encodes clip by clip).
     """
-    for a in audios:
-        if np.ndim(a) != 1 or len(a) == 0:
-            raise ValueError(f"each clip must be a non-empty 1-D (L,) waveform, got shape {np.shape(a)}")
+    check_clips(audios, max_feature_frames=None)  # the 30 s limit is the Whisper encoder's own
     order = sorted(range(len(audios)), key=lambda i: len(audios[i]))
     out: list[np.ndarray | None] = [None] * len(audios)
     with torch.inference_mode():
