@@ -97,7 +97,7 @@ class RowSpec:
 
     @property
     def branches(self) -> int:
-        from cafetalk_rt import guidance
+        from cafetalk_rt.diffusion import guidance
 
         o = self.options
         return guidance.num_branches(o.audio_guidance_scale, o.guidance_scale)
@@ -285,8 +285,8 @@ class Engines:
             return Workload(spec, lambda: fused_batch(backend, clips, options), lambda: encode_clips(backend, clips),
                             context, segs, f"{spec.batch_size} clip(s) in one animate_batch call (log-mel on the device for torch_cudagraph)")
         if spec.batch_size == 1:
-            from cafetalk_rt.longform import encode_windows, window_groups, windows_per_call
-            from cafetalk_rt.windows import WindowOptions, plan_windows
+            from cafetalk_rt.longform.offline import encode_windows, window_groups, windows_per_call
+            from cafetalk_rt.longform.windows import WindowOptions, plan_windows
 
             plan = plan_windows(clips[0].size, anim.model_fps, WindowOptions())
             if plan.windowed:  # the encoder calls the pipeline makes: one per group of equal windows
@@ -317,7 +317,7 @@ class Engines:
 
 def encode_clips(backend, clips: list[np.ndarray]) -> np.ndarray:
     """(B, T_a, D_a) features of equally long clips: ``backend.encode_batch`` when the backend
-    has it (as ``cafetalk_rt.longform`` does), else one ``backend.encode`` per clip."""
+    has it (as ``cafetalk_rt.longform.offline`` does), else one ``backend.encode`` per clip."""
     encode_batch = getattr(backend, "encode_batch", None)
     feats = encode_batch(clips) if encode_batch is not None else [backend.encode(c) for c in clips]
     return np.stack([np.asarray(f, np.float32) for f in feats])
@@ -325,7 +325,7 @@ def encode_clips(backend, clips: list[np.ndarray]) -> np.ndarray:
 
 def _conditions(backend, clips: list[np.ndarray], options) -> dict:
     """Seeded x_T (B, T, 52) float32 and the coarse conditions of a batch of equally long clips."""
-    from cafetalk_rt.emotions import emotion_index
+    from cafetalk_rt.control.emotions import emotion_index
     from cafetalk_rt.frames import num_frames
 
     t = num_frames(clips[0].size, int(backend.config.fps))
@@ -359,7 +359,7 @@ def backend_precision(backend) -> str:
 def paper_baseline(backend, audio: np.ndarray, options) -> np.ndarray:
     """The paper-style sampling on a ``TorchBackend``: speech features, then ancestral DDPM over
     ``options.num_inference_steps`` timesteps (1000 = all) where every CFG branch of
-    ``cafetalk_rt.guidance.BRANCHES`` is its OWN forward pass of the denoiser, fp32, eager.
+    ``cafetalk_rt.diffusion.guidance.BRANCHES`` is its OWN forward pass of the denoiser, fp32, eager.
     Same noise, guidance combine and sampler function as the engine, so the result equals the
     torch backend's batched ``--sampler ddpm`` output up to float rounding.
 
@@ -370,12 +370,12 @@ def paper_baseline(backend, audio: np.ndarray, options) -> np.ndarray:
     """
     import torch
 
-    from cafetalk_rt import guidance
-    from cafetalk_rt.emotions import emotion_index
+    from cafetalk_rt.diffusion import guidance
+    from cafetalk_rt.control.emotions import emotion_index
     from cafetalk_rt.frames import num_frames
     from cafetalk_rt.pipeline import initial_noise
-    from cafetalk_rt.samplers import sample_ddpm
-    from cafetalk_rt.schedule import inference_timesteps
+    from cafetalk_rt.diffusion.samplers import sample_ddpm
+    from cafetalk_rt.diffusion.schedule import inference_timesteps
 
     model = getattr(backend, "model", None)
     if model is None or model.config.prediction_type != "x0":

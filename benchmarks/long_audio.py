@@ -37,7 +37,7 @@ def recording(clip: np.ndarray, seconds: float, gap_s: float = 1.0) -> np.ndarra
 
 
 def offline(animator, audio, options) -> dict:
-    from cafetalk_rt.windows import WindowOptions
+    from cafetalk_rt.longform.windows import WindowOptions
 
     animator.animate(audio[: 25 * 16000], options)  # warm-up: windowed, two windows
     rss_before = _rss_mb()
@@ -51,7 +51,7 @@ def offline(animator, audio, options) -> dict:
 
 
 def streaming(animator, audio, options, windows, chunk_s: float) -> dict:
-    from cafetalk_rt.streaming import StreamingAnimator
+    from cafetalk_rt.longform.streaming import StreamingAnimator
 
     s = StreamingAnimator(animator, options, windows=windows)
     chunk = int(chunk_s * 16000)
@@ -80,8 +80,8 @@ def main(argv=None) -> int:
     from cafetalk_rt.audio import load_audio
     from cafetalk_rt.options import AnimateOptions
     from cafetalk_rt.pipeline import DEMO_CLIP, Animator
-    from cafetalk_rt.streaming import LOW_LATENCY
-    from cafetalk_rt.windows import WindowOptions
+    from cafetalk_rt.longform.streaming import LOW_LATENCY
+    from cafetalk_rt.longform.windows import WindowOptions
 
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--minutes", type=float, default=5.0)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from cafetalk_rt.blendshapes import NUM_BLENDSHAPES
 from cafetalk_rt.frames import SAMPLE_RATE, num_feature_frames, num_frames
-from cafetalk_rt.windows import WindowOptions, plan_windows
+from cafetalk_rt.longform.windows import WindowOptions, plan_windows
 
 #: Bytes per element of a compute precision.
 DTYPE_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2}
@@ -146,7 +146,7 @@ def weight_elements(gemms: list[Gemm]) -> int:
 def segments(num_samples: int, batch_size: int, fps: int = 25, windows: WindowOptions | None = None) -> list[Segment]:
     """How one call of ``batch_size`` clips of ``num_samples`` samples is cut: one segment of
     ``batch_size`` clips, or (batch 1, audio longer than ``windows.window_s``) the windows of
-    :func:`cafetalk_rt.windows.plan_windows`, grouped by shape.
+    :func:`cafetalk_rt.longform.windows.plan_windows`, grouped by shape.
 
     Raises:
         ValueError: batch_size > 1 with audio that would be windowed.

@@ -5,12 +5,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cafetalk_rt.au import AUSpan, parse_au_spans
+from cafetalk_rt.control.au import AUSpan, parse_au_spans
 from cafetalk_rt.blendshapes import ARKIT_NAMES
-from cafetalk_rt.emotions import check_intensity, emotion_index
+from cafetalk_rt.control.emotions import check_intensity, emotion_index
 from cafetalk_rt.errors import InputError
 from cafetalk_rt.frames import check_fps
-from cafetalk_rt.samplers import SAMPLERS
+from cafetalk_rt.diffusion.samplers import SAMPLERS
 
 #: Default number of denoising steps (DDIM). Chosen from the quality-vs-steps table in the README
 #: ("Default K", benchmarks/results/quality-vs-steps-cpu-2026-11-27.json): on held-out speech
@@ -29,7 +29,7 @@ class AnimateOptions:
     """How to animate one clip.
 
     Attributes:
-        emotion: coarse emotion label (see ``cafetalk_rt.emotions.EMOTIONS``; synonyms accepted).
+        emotion: coarse emotion label (see ``cafetalk_rt.control.emotions.EMOTIONS``; synonyms accepted).
         intensity: emotion intensity level 1, 2 or 3.
         seed: seeds the initial (and, for DDPM, per-step) Gaussian noise; same seed → same output.
         num_inference_steps: K denoising steps.
@@ -39,12 +39,12 @@ class AnimateOptions:
             reference at K=1000).
         fps: output frame rate, 25 or 30.
         au_spans: fine-grained control, ``AUSpan``s or a span string such as
-            ``"AU12=0.8@1.0-2.5,AU1=1.0@3-4"`` (``cafetalk_rt.au``; stored as a tuple of
+            ``"AU12=0.8@1.0-2.5,AU1=1.0@3-4"`` (``cafetalk_rt.control.au``; stored as a tuple of
             ``AUSpan``); spans must end within the audio. Empty = no fine control.
         au_guidance_scale: β of the mask-based CFG (paper Eq. 6), applied only on frames inside
             the spans; 0 = no control, 1 = the conditional model, larger = stronger.
         instruction: free-text fine control, e.g. ``"smile broadly from 2 to 3 seconds"``; turned
-            into AU spans for the clip's duration (``cafetalk_rt.instructions.parse_instruction``)
+            into AU spans for the clip's duration (``cafetalk_rt.control.instructions.parse_instruction``)
             and added to ``au_spans`` before sampling. None = no instruction.
     """
 

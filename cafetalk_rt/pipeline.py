@@ -5,7 +5,7 @@ its native fps (25) from seeded Gaussian noise with batched CFG → denormalise,
 resample to the requested fps (25 or 30) so T = round(duration_s · fps).
 
 Clips longer than one window (``WindowOptions.window_s``, 10 s) are cut into overlapping
-windows that are denoised in batches and crossfaded (:mod:`cafetalk_rt.longform`); there is no
+windows that are denoised in batches and crossfaded (:mod:`cafetalk_rt.longform.offline`); there is no
 length limit and memory stays bounded (audio + output + one batch of windows).
 """
 from __future__ import annotations
@@ -16,13 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from cafetalk_rt.au import spans_to_condition
+from cafetalk_rt.control.au import spans_to_condition
 from cafetalk_rt.audio import load_audio, prepare_audio
-from cafetalk_rt.emotions import emotion_index
+from cafetalk_rt.control.emotions import emotion_index
 from cafetalk_rt.frames import SAMPLE_RATE, num_frames, resample_sequence
-from cafetalk_rt.longform import animate_windows
+from cafetalk_rt.longform.offline import animate_windows
 from cafetalk_rt.options import AnimateOptions, Animation
-from cafetalk_rt.windows import WindowOptions, plan_windows
+from cafetalk_rt.longform.windows import WindowOptions, plan_windows
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ DEFAULT_MODEL = ASSETS / "cafetalk_small.safetensors"
 #: The bundled real speech clip (CMU ARCTIC arctic_a0009, see assets/CREDITS.md).
 DEMO_CLIP = ASSETS / "arctic_a0009.wav"
 # No MAX_DURATION_S any more: audio longer than one window is windowed (see module doc); the
-# 30 s speech-encoder limit now bounds window_s + 2 · context_s (cafetalk_rt.windows).
+# 30 s speech-encoder limit now bounds window_s + 2 · context_s (cafetalk_rt.longform.windows).
 
 
 def initial_noise(seed: int, num_frames_model: int, channels: int, num_steps: int, ddpm: bool):
@@ -85,7 +85,7 @@ class Animator:
         Raises:
             AudioInputError: empty, silent, non-finite or too short audio.
             InputError: bad ``windows`` values; AU spans ending after the audio; an instruction
-                that cannot be read (``cafetalk_rt.instructions.parse_instruction``).
+                that cannot be read (``cafetalk_rt.control.instructions.parse_instruction``).
         """
         options = options or AnimateOptions()
         windows = windows or WindowOptions()
@@ -115,7 +115,7 @@ class Animator:
         seconds; () for None. Raises InputError for text that cannot be read."""
         if instruction is None:
             return ()
-        from cafetalk_rt.instructions import InstructionDetector, default_detector, instruction_to_spans
+        from cafetalk_rt.control.instructions import InstructionDetector, default_detector, instruction_to_spans
 
         if not isinstance(self.instruction_detector, InstructionDetector):
             path = self.instruction_detector

@@ -1,6 +1,6 @@
 """``python -m export onnx|tensorrt|triton`` (also reached as ``cafetalk-rt export …``).
 
-Flags are declared once, in :data:`cafetalk_rt.cli_export.COMMANDS`. Prints one line per file:
+Flags are declared once, in :data:`cafetalk_rt.cli.export.COMMANDS`. Prints one line per file:
 written (with seconds, nodes and size) or kept because it was up to date.
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ import logging
 import sys
 from pathlib import Path
 
-from cafetalk_rt.cli_export import add_commands
+from cafetalk_rt.cli.export import add_commands
 
 
 def _model(args) -> Path:

@@ -5,7 +5,7 @@ with the unrolled graph (K = 4 took 146 s and K = 10 took 359 s on our 2-core CP
 model, against ~20 s for one step), while copying the exported step graph K times takes well
 under a second and gives the same nodes (parity is tested against PyTorch).
 
-The solver is not re-written here: :func:`cafetalk_rt.samplers.sample_ddim` is array-agnostic,
+The solver is not re-written here: :func:`cafetalk_rt.diffusion.samplers.sample_ddim` is array-agnostic,
 so it runs on :class:`Value` handles whose ``+ - * /`` append ONNX nodes, and its
 ``denoiser(x, t)`` call inlines one copy of the ``denoiser_step`` graph with ``timestep`` = t.
 The result has no Loop/If/Scan: every step is straight-line code sharing one set of weights.
@@ -18,8 +18,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from cafetalk_rt.samplers import sample_ddim
-from cafetalk_rt.schedule import NoiseSchedule, inference_timesteps
+from cafetalk_rt.diffusion.samplers import sample_ddim
+from cafetalk_rt.diffusion.schedule import NoiseSchedule, inference_timesteps
 from export import io_spec
 
 _DTYPES = {"float32": TensorProto.FLOAT, "int64": TensorProto.INT64, "bool": TensorProto.BOOL}
@@ -131,7 +131,7 @@ def build_sampler(step: onnx.ModelProto, num_inference_steps: int, schedule: Noi
     Inputs/outputs: ``io_spec.GRAPHS[kind]``, ``kind`` "sampler" (``step`` = ``denoiser_step``)
     or "sampler_au" (``step`` = ``denoiser_step_au``). For "sampler_au" the solver state stacks
     the controlled and the uncontrolled trajectory, (2B, T, 52), both starting from ``noise``
-    (``cafetalk_rt.guidance.anchored_fine_denoiser``); each step splits it into the step graph's
+    (``cafetalk_rt.diffusion.guidance.anchored_fine_denoiser``); each step splits it into the step graph's
     ``x_t`` / ``x_t_uncontrolled`` and the result is the controlled half. After the last step the
     x0 prediction is denormalised (x0 · bs_std + bs_mean, (52,) float32 each) and clipped to [0, 1].
     """

@@ -10,11 +10,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cafetalk_rt import guidance
-from cafetalk_rt.au import NUM_AUS, anchor_matrix, region_matrix
+from cafetalk_rt.diffusion import guidance
+from cafetalk_rt.control.au import NUM_AUS, anchor_matrix, region_matrix
 from cafetalk_rt.nn.denoiser import Denoiser
 from cafetalk_rt.nn.log_mel import LogMelSpectrogram
-from cafetalk_rt.schedule import NoiseSchedule
+from cafetalk_rt.diffusion.schedule import NoiseSchedule
 
 
 class SpeechEncoderGraph(nn.Module):
@@ -38,7 +38,7 @@ class GuidedDenoiserStep(nn.Module):
 
     ``forward(x_t (B, T, 52), timestep (B,) int64, audio_features (B, T_a, D_a), emotion (B,)
     int64, intensity (B,), guidance_scale (B,), audio_guidance_scale (B,)) → x0_pred (B, T, 52)``
-    in normalised units, float32. Branch order and combine are ``cafetalk_rt.guidance``:
+    in normalised units, float32. Branch order and combine are ``cafetalk_rt.diffusion.guidance``:
     x0 = G_∅ + s_a (G_A − G_∅) + s_c (G_AC − G_A) (paper Eq. 6 without the fine term). An
     ε-predicting model is converted per branch with Ho et al. Eq. 4,
     x0 = (x_t − √(1−ᾱ_t) ε) / √ᾱ_t, ᾱ from a constant table indexed by ``timestep``.
@@ -94,7 +94,7 @@ class GuidedDenoiserStepAU(GuidedDenoiserStep):
     au_mask (B, T) bool, au_guidance_scale (B,) float32) → (x0_pred, x0_pred_uncontrolled)``,
     each (B, T, 52) float32 in normalised units (``export/io_spec.py``). Z and the anchor are
     computed here from ``au``/``au_mask`` with two constant (n_AU, 52) matrices
-    (``cafetalk_rt.au.region_matrix`` and ``anchor_matrix``): the numbers ``region_channel_mask``
+    (``cafetalk_rt.control.au.region_matrix`` and ``anchor_matrix``): the numbers ``region_channel_mask``
     and ``region_anchor`` give.
 
     Raises:
@@ -106,7 +106,7 @@ class GuidedDenoiserStepAU(GuidedDenoiserStep):
             raise ValueError("this checkpoint has no fine-control adapter (stage 2), so it has no AU graphs")
         if model.adapter.config.num_aus != NUM_AUS:
             raise ValueError(f"the adapter has {model.adapter.config.num_aus} AU channels, this runtime's "
-                             f"vocabulary {NUM_AUS} (cafetalk_rt.au.AU_NAMES)")
+                             f"vocabulary {NUM_AUS} (cafetalk_rt.control.au.AU_NAMES)")
         super().__init__(model, schedule, dtype)
         self.register_buffer("au_regions", torch.from_numpy(region_matrix()))  # (n_AU, 52) float32, for Z
         self.register_buffer("au_anchors", torch.from_numpy(anchor_matrix()))  # (n_AU, 52) float32, for the anchor

@@ -11,25 +11,25 @@ Graphs (all inputs carry the batch axis first, so Triton can batch requests):
 * ``speech_encoder``: audio (B, L) → audio_features (B, T_a, 384). The Whisper log-mel front end
   is INSIDE the graph (a DFT as a strided Conv, see ``export/graphs.py``).
 * ``denoiser_step``: one guided denoising step. The three CFG branches (full, audio-only, null;
-  ``cafetalk_rt.guidance``) run as ONE 3B-row batch inside the graph and are combined there.
+  ``cafetalk_rt.diffusion.guidance``) run as ONE 3B-row batch inside the graph and are combined there.
 * ``sampler``: K unrolled DDIM steps of ``denoiser_step`` with the schedule coefficients and the
   update rule inside (paper Eq. 6 combine per step, Song et al. 2021 Eq. 12), noise as input.
 * ``end_to_end``: ``speech_encoder`` feeding ``sampler``: waveform in, blendshapes out.
 
 Fine (action-unit) control, for checkpoints with the stage-2 adapter only (``*_au`` graphs,
 separate files so the plain graphs stay lean): the plain graph's inputs plus ``au``
-(B, T, n_AU) float32 in [0, 1] (``cafetalk_rt.au.AU_NAMES`` order, metadata ``au_vocabulary``),
+(B, T, n_AU) float32 in [0, 1] (``cafetalk_rt.control.au.AU_NAMES`` order, metadata ``au_vocabulary``),
 ``au_mask`` (B, T) bool and ``au_guidance_scale`` (B,) float32, computing what
 ``TorchBackend.sample(fine=...)`` computes:
 
-* ``denoiser_step_au``: one step of ``cafetalk_rt.guidance.anchored_fine_denoiser``. Inputs
+* ``denoiser_step_au``: one step of ``cafetalk_rt.diffusion.guidance.anchored_fine_denoiser``. Inputs
   ``x_t`` (controlled trajectory) and ``x_t_uncontrolled``; ONE 7B-row batch: the three CFG
   branches and the fine branch (adapter on) at ``x_t``, the three branches at
   ``x_t_uncontrolled``. Outputs ``x0_pred`` = anchor ⊙ x0_c + (1 − anchor) ⊙ x0_u, with x0_c the
   Eq. 6 combine plus β · Z ⊙ (G_ACF − G_AC), and ``x0_pred_uncontrolled`` = x0_u. With
   active = (au > 0) ∧ au_mask (B, T, n_AU): Z (B, T, 52) = min(1, active @ R) and anchor
   (B, 1, 52) = max over T of min(1, active @ A), R and A constant (n_AU, 52) matrices
-  (``cafetalk_rt.au.region_matrix``, ``anchor_matrix``), both computed inside the graph.
+  (``cafetalk_rt.control.au.region_matrix``, ``anchor_matrix``), both computed inside the graph.
 * ``sampler_au`` / ``end_to_end_au``: the K-step fused sampler on that step; both trajectories
   start from the same ``noise`` and the output is the controlled one.
 
@@ -46,7 +46,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from cafetalk_rt.au import NUM_AUS
+from cafetalk_rt.control.au import NUM_AUS
 from cafetalk_rt.backends import base
 from cafetalk_rt.backends.base import AU_VARIANTS, COND_VARIANTS, GRAPH_FORMAT
 from cafetalk_rt.blendshapes import NUM_BLENDSHAPES

@@ -20,15 +20,15 @@ from pathlib import Path
 
 import onnx
 
-from cafetalk_rt.au import AU_NAMES
+from cafetalk_rt.control.au import AU_NAMES
 from cafetalk_rt.backends.base import (GRAPH_FORMAT, KEY_FORMAT, KEY_GRAPH, KEY_IO, KEY_MODEL_SHA256,
                                        KEY_PRECISION)
 from cafetalk_rt.backends.cache import file_sha256
 from cafetalk_rt.options import DEFAULT_NUM_INFERENCE_STEPS
 from cafetalk_rt.blendshapes import ARKIT_NAMES
-from cafetalk_rt.emotions import EMOTIONS
+from cafetalk_rt.control.emotions import EMOTIONS
 from cafetalk_rt.frames import FEATURE_RATE_HZ, SAMPLE_RATE
-from cafetalk_rt.schedule import inference_timesteps, make_schedule
+from cafetalk_rt.diffusion.schedule import inference_timesteps, make_schedule
 from export import io_spec
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ class ExportResult:
 
 def graph_metadata(kind: str, precision: str, model, model_sha256: str, num_inference_steps: int | None) -> dict[str, str]:
     """The metadata props every graph carries (read back by ``cafetalk_rt.backends.base``);
-    ``au_vocabulary`` lists ``cafetalk_rt.au.AU_NAMES`` for the AU graphs, [] for the others."""
+    ``au_vocabulary`` lists ``cafetalk_rt.control.au.AU_NAMES`` for the AU graphs, [] for the others."""
     cfg = model.config
     au_graph = kind in io_spec.AU_KINDS
     k = num_inference_steps if kind in io_spec.PER_K else None
@@ -234,7 +234,7 @@ def exportable_kinds(model_path: str | Path, kinds: tuple[str, ...]) -> tuple[st
         FileNotFoundError: no checkpoint at ``model_path``.
         ValueError: every kind asked for is an AU graph and the checkpoint has no adapter.
     """
-    from cafetalk_rt.checkpoint_meta import has_fine_control
+    from cafetalk_rt.model_files import has_fine_control
 
     au = [k for k in kinds if k in io_spec.AU_KINDS]
     if not Path(model_path).is_file():

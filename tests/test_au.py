@@ -5,8 +5,8 @@ import sys
 import numpy as np
 import pytest
 
-from cafetalk_rt import guidance
-from cafetalk_rt.au import (ACCEPTED_FORMS, ACTION_UNITS, AU_NAMES, NUM_AUS, UPPER_AUS, AUSpan,
+from cafetalk_rt.diffusion import guidance
+from cafetalk_rt.control.au import (ACCEPTED_FORMS, ACTION_UNITS, AU_NAMES, NUM_AUS, UPPER_AUS, AUSpan,
                             activation_from_blendshapes, au_channel_indices, au_to_arkit_matrix, parse_au_spans,
                             region_channel_mask, spans_to_condition)
 from cafetalk_rt.blendshapes import ARKIT_NAMES, MOUTH_IDX, MOUTH_NAMES, UPPER_FACE_IDX
@@ -75,13 +75,13 @@ def test_options_and_cli_take_spans():
         AnimateOptions(au_spans="AU12=2@1-2")
     with pytest.raises(InputError):
         AnimateOptions(au_guidance_scale=-1.0)
-    r = subprocess.run([sys.executable, "-m", "cafetalk_rt.cli", "animate", "in.wav", "-o", "out.npz", "--au", "smile"],
+    r = subprocess.run([sys.executable, "-m", "cafetalk_rt.cli.main", "animate", "in.wav", "-o", "out.npz", "--au", "smile"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "accepted forms" in r.stderr
 
 
 def test_au_module_does_not_import_torch():
-    code = "import sys, cafetalk_rt.au, cafetalk_rt.options; assert 'torch' not in sys.modules"
+    code = "import sys, cafetalk_rt.control.au, cafetalk_rt.options; assert 'torch' not in sys.modules"
     assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
 
 
@@ -144,8 +144,8 @@ def _coupled_toy(fine_rows_from: int):
 
 @pytest.mark.parametrize("scales", [(1.0, 1.0), (1.5, 2.0)])
 def test_anchored_fine_guidance_keeps_other_regions_identical_to_the_uncontrolled_run(scales):
-    from cafetalk_rt.samplers import sample_ddim
-    from cafetalk_rt.schedule import inference_timesteps, make_schedule
+    from cafetalk_rt.diffusion.samplers import sample_ddim
+    from cafetalk_rt.diffusion.schedule import inference_timesteps, make_schedule
 
     schedule = make_schedule("cosine", 1000)
     ts = inference_timesteps(6, 1000)
@@ -176,7 +176,7 @@ def test_anchored_fine_guidance_keeps_other_regions_identical_to_the_uncontrolle
 
 
 def test_anchor_frees_upper_aus_own_channels_and_lower_aus_unclaimed_mouth():
-    from cafetalk_rt.au import ACTION_UNITS, anchor_matrix, region_anchor
+    from cafetalk_rt.control.au import ACTION_UNITS, anchor_matrix, region_anchor
 
     au, mask = spans_to_condition("AU1@0-0.4", 50, 25, 2.0)
     a = region_anchor(au, mask)
@@ -208,7 +208,7 @@ def test_au_tables_are_pinned_to_the_graph_format():
     graphs with the old tables. This pins the tables' hash to the format."""
     import hashlib
 
-    from cafetalk_rt.au import anchor_matrix, region_matrix
+    from cafetalk_rt.control.au import anchor_matrix, region_matrix
     from cafetalk_rt.backends.base import GRAPH_FORMAT
 
     tables = np.ascontiguousarray(anchor_matrix()).tobytes() + np.ascontiguousarray(region_matrix()).tobytes()

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cafetalk_rt.au import AU_NAMES, LOWER_AUS, UPPER_AUS
+from cafetalk_rt.control.au import AU_NAMES, LOWER_AUS, UPPER_AUS
 from cafetalk_rt.blendshapes import INDEX, MOUTH_IDX
 from cafetalk_rt.nn.checkpoint import read_adapter_config
 from cafetalk_rt.options import AnimateOptions

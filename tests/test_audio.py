@@ -161,7 +161,7 @@ def test_duration_s():
 
 
 def test_import_pulls_in_no_torch_or_matplotlib():
-    code = ("import sys, cafetalk_rt.audio, cafetalk_rt.writers, cafetalk_rt.plot, "
+    code = ("import sys, cafetalk_rt.audio, cafetalk_rt.writers, cafetalk_rt.preview.plot, "
             "cafetalk_rt.errors; bad = {'torch', 'matplotlib', 'soundfile', 'soxr'} & "
             "set(sys.modules); assert not bad, bad")
     env = {**os.environ, "PYTHONPATH": str(REPO)}

@@ -1,10 +1,10 @@
-"""Batch jobs: ``cafetalk-rt animate`` with several files or folders (cafetalk_rt.batch)."""
+"""Batch jobs: ``cafetalk-rt animate`` with several files or folders (cafetalk_rt.cli.batch)."""
 import numpy as np
 import pytest
 import soundfile as sf
 
-from cafetalk_rt.batch import collect_inputs, plan_outputs, run_batch, summary
-from cafetalk_rt.cli import main
+from cafetalk_rt.cli.batch import collect_inputs, plan_outputs, run_batch, summary
+from cafetalk_rt.cli.main import main
 from cafetalk_rt.errors import InputError
 from cafetalk_rt.writers import load_animation
 

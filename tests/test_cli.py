@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from cafetalk_rt.cli import main
+from cafetalk_rt.cli.main import main
 from cafetalk_rt.pipeline import DEMO_CLIP
 from cafetalk_rt.writers import load_animation
 

@@ -10,7 +10,7 @@ import soundfile as sf
 
 from cafetalk_rt.blendshapes import INDEX, LIVELINK_NAMES
 from cafetalk_rt.frames import SAMPLE_RATE, frame_times
-from cafetalk_rt.phones import BILABIALS, SILENCES, VOWELS, read_phone_lab
+from train.phones import BILABIALS, SILENCES, VOWELS, read_phone_lab
 from cafetalk_rt.pipeline import DEMO_CLIP
 from train.corpus import format as fmt
 from train.corpus.expression import EMOTION_OFFSETS

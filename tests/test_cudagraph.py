@@ -19,7 +19,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from cafetalk_rt import guidance  # noqa: E402
+from cafetalk_rt.diffusion import guidance  # noqa: E402
 from cafetalk_rt.backends.torch_backend import BranchLayout, TorchBackend, sample_arrays  # noqa: E402
 from cafetalk_rt.backends.torch_cudagraph_backend import (  # noqa: E402
     FP16_ATOL, GRAPH_ATOL, CudaGraphBackend, GraphKey, StaticGraph, eager_reason, graph_key, input_specs)
@@ -283,7 +283,7 @@ def test_ddpm_runs_eagerly(gpu_backends, speech_5s, caplog):
 @pytest.mark.gpu
 def test_au_spans_run_eagerly(gpu_backends, speech_5s, tmp_path):
     be, _ = gpu_backends
-    from cafetalk_rt.au import parse_au_spans, spans_to_condition
+    from cafetalk_rt.control.au import parse_au_spans, spans_to_condition
 
     testing = pytest.importorskip("export.testing")
     if not hasattr(testing, "write_adapter_checkpoint"):

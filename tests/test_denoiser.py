@@ -7,7 +7,7 @@ import torch
 
 from cafetalk_rt.nn.checkpoint import load_denoiser, read_metadata, save_denoiser
 from cafetalk_rt.nn.denoiser import CONFIGS, Denoiser
-from cafetalk_rt.schedule import make_schedule
+from cafetalk_rt.diffusion.schedule import make_schedule
 from train.diffusion import diffusion_loss, q_sample
 
 TINY = CONFIGS["tiny"]

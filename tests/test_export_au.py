@@ -15,7 +15,7 @@ import pytest
 pytest.importorskip("onnxruntime")
 pytest.importorskip("torch")
 
-from cafetalk_rt.au import AU_NAMES, NUM_AUS, region_anchor, spans_to_condition  # noqa: E402
+from cafetalk_rt.control.au import AU_NAMES, NUM_AUS, region_anchor, spans_to_condition  # noqa: E402
 from cafetalk_rt.backends.base import make_feed, read_graph_info  # noqa: E402
 from cafetalk_rt.backends.cache import ENV_CACHE, file_sha256, graph_dir  # noqa: E402
 from cafetalk_rt.backends.onnxruntime_backend import OnnxRuntimeRunner  # noqa: E402
@@ -161,7 +161,7 @@ def test_metadata_and_io_read_back(au_model):
 
 
 def test_cli_onnxruntime_matches_torch_with_au_spans(au_model, tmp_path):
-    from cafetalk_rt.cli import main
+    from cafetalk_rt.cli.main import main
     from cafetalk_rt.pipeline import DEMO_CLIP
     from cafetalk_rt.writers import load_animation
 

@@ -4,8 +4,8 @@ import sys
 
 import pytest
 
-from cafetalk_rt.cli import main
-from cafetalk_rt.cli_export import COMMANDS, add_commands, to_argv
+from cafetalk_rt.cli.main import main
+from cafetalk_rt.cli.export import COMMANDS, add_commands, to_argv
 
 
 def test_export_help_needs_no_torch(capsys):

@@ -11,9 +11,9 @@ import sys
 import numpy as np
 import pytest
 
-from cafetalk_rt.au import AU_NAMES, AUSpan
+from cafetalk_rt.control.au import AU_NAMES, AUSpan
 from cafetalk_rt.errors import InputError
-from cafetalk_rt.instruction_text import ACCEPTED_TIME_FORMS, split_instruction
+from cafetalk_rt.control.instruction_text import ACCEPTED_TIME_FORMS, split_instruction
 
 #: What the shipped detector must reach on the held-out (by-template) test split, i.e. on
 #: phrasings, frames and intensity words it never saw; measured 0.742 and 0.703 (README).
@@ -24,7 +24,7 @@ TEST_ONLY = {"train": 0, "val": 0, "test": 800}
 
 @pytest.fixture(scope="session")
 def encoder():
-    from cafetalk_rt.text_encoder import load_text_encoder
+    from cafetalk_rt.control.text_encoder import load_text_encoder
     from train.instructions.evaluate import CachedEncoder
 
     return CachedEncoder(load_text_encoder("minilm"))
@@ -32,7 +32,7 @@ def encoder():
 
 @pytest.fixture(scope="session")
 def detector(encoder):
-    from cafetalk_rt.instructions import InstructionDetector
+    from cafetalk_rt.control.instructions import InstructionDetector
 
     return InstructionDetector.load(text_encoder=encoder)
 
@@ -48,8 +48,8 @@ def heldout():
 
 
 def test_import_is_torch_free():
-    code = ("import sys, cafetalk_rt, cafetalk_rt.instructions, cafetalk_rt.instruction_text, "
-            "cafetalk_rt.text_encoder, cafetalk_rt.options, cafetalk_rt.cli; "
+    code = ("import sys, cafetalk_rt, cafetalk_rt.control.instructions, cafetalk_rt.control.instruction_text, "
+            "cafetalk_rt.control.text_encoder, cafetalk_rt.options, cafetalk_rt.cli.main; "
             "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
@@ -71,7 +71,7 @@ def test_minilm_embeddings_match_sentence_transformers(encoder):
 
 
 def test_shipped_detector_checkpoint(detector):
-    from cafetalk_rt.instructions import DEFAULT_DETECTOR
+    from cafetalk_rt.control.instructions import DEFAULT_DETECTOR
 
     assert DEFAULT_DETECTOR.stat().st_size < 600_000
     assert detector.au_names == AU_NAMES
@@ -179,7 +179,7 @@ def test_explicit_intensity():
 
 
 def test_parse_instruction(detector):
-    from cafetalk_rt.instructions import parse_instruction
+    from cafetalk_rt.control.instructions import parse_instruction
 
     spans = parse_instruction("smile broadly from 2 to 3 seconds", 4.0, detector=detector)
     assert [(s.au, s.start_s, s.end_s) for s in spans] == [("AU12", 2.0, 3.0)]
@@ -196,7 +196,7 @@ def test_parse_instruction(detector):
 @pytest.mark.parametrize("text", ["the weather is nice today", "asdf qwerty zxcv", "banana", "",
                                   "please do it now", "wave your hand"])
 def test_garbage_is_rejected_with_accepted_forms(detector, text):
-    from cafetalk_rt.instructions import parse_instruction
+    from cafetalk_rt.control.instructions import parse_instruction
 
     with pytest.raises(InputError) as e:
         parse_instruction(text, 4.0, detector=detector)
@@ -205,7 +205,7 @@ def test_garbage_is_rejected_with_accepted_forms(detector, text):
 
 
 def test_negation_is_refused(detector):
-    from cafetalk_rt.instructions import parse_instruction
+    from cafetalk_rt.control.instructions import parse_instruction
 
     with pytest.raises(InputError, match="negations are not supported"):
         parse_instruction("smile but don't blink", 3.0, detector=detector)
@@ -222,7 +222,7 @@ def test_bad_times_are_rejected(text, words):
 
 
 def test_instruction_to_spans_none_is_empty(detector):
-    from cafetalk_rt.instructions import instruction_to_spans
+    from cafetalk_rt.control.instructions import instruction_to_spans
 
     assert instruction_to_spans(None, 3.0) == ()
     assert [s.au for s in instruction_to_spans("grin", 3.0, detector=detector)] == ["AU12"]
@@ -256,8 +256,8 @@ def test_clip_text_encoder_plugin(tmp_path, detector):
     a MiniLM-trained detector refuses an encoder of another size."""
     import torch
 
-    from cafetalk_rt.instructions import InstructionDetector, parse_instruction
-    from cafetalk_rt.text_encoder import load_text_encoder
+    from cafetalk_rt.control.instructions import InstructionDetector, parse_instruction
+    from cafetalk_rt.control.text_encoder import load_text_encoder
     from train.instructions.corpus import detector_examples, generate
     from train.instructions.train import DetectorConfig, fit, to_detector, training_sets
 
@@ -331,7 +331,7 @@ def test_instruction_animates_as_its_au_spans(demo_audio, detector):
 
 
 def test_streaming_refuses_instructions():
-    from cafetalk_rt.longform import sample_group
+    from cafetalk_rt.longform.offline import sample_group
     from cafetalk_rt.options import AnimateOptions
 
     with pytest.raises(InputError, match="instructions need the whole clip"):
@@ -340,8 +340,8 @@ def test_streaming_refuses_instructions():
 
 def test_cli_instruction(tmp_path, capsys, detector, monkeypatch):
     """The CLI prints the spans an instruction becomes and refuses garbage before the model loads."""
-    import cafetalk_rt.instructions as instructions
-    from cafetalk_rt.cli import main
+    import cafetalk_rt.control.instructions as instructions
+    from cafetalk_rt.cli.main import main
     from cafetalk_rt.pipeline import DEMO_CLIP
 
     monkeypatch.setattr(instructions, "default_detector", lambda text_encoder=None: detector)

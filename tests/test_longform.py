@@ -10,15 +10,15 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from cafetalk_rt import longform
+from cafetalk_rt.longform import offline as longform
 from cafetalk_rt.blendshapes import MOUTH_IDX
-from cafetalk_rt.emotions import emotion_index
+from cafetalk_rt.control.emotions import emotion_index
 from cafetalk_rt.errors import InputError
 from cafetalk_rt.frames import (feature_hop_samples, frame_start_sample, num_feature_frames, num_frames,
                                 num_resampled_ready, resample_frames, resample_sequence)
 from cafetalk_rt.options import AnimateOptions
 from cafetalk_rt.pipeline import initial_noise
-from cafetalk_rt.windows import Stitcher, WindowOptions, crossfade, plan_windows
+from cafetalk_rt.longform.windows import Stitcher, WindowOptions, crossfade, plan_windows
 
 MOUTH = list(MOUTH_IDX)
 SHORT = WindowOptions(window_s=3.0, overlap_s=1.0, context_s=1.0)

@@ -13,7 +13,7 @@ pytest.importorskip("torch")
 from cafetalk_rt.backends import load_backend  # noqa: E402
 from cafetalk_rt.backends.base import StaleGraphError, graph_filename  # noqa: E402
 from cafetalk_rt.backends.cache import ENV_CACHE, file_sha256, graph_dir  # noqa: E402
-from cafetalk_rt.cli import main  # noqa: E402
+from cafetalk_rt.cli.main import main  # noqa: E402
 from cafetalk_rt.options import AnimateOptions  # noqa: E402
 from cafetalk_rt.pipeline import DEFAULT_MODEL, DEMO_CLIP, Animator  # noqa: E402
 from cafetalk_rt.writers import load_animation  # noqa: E402
@@ -142,7 +142,7 @@ def test_cuda_device_needs_onnxruntime_gpu(tmp_path):
 
 def test_runtime_modules_import_neither_torch_nor_export():
     code = ("import sys, cafetalk_rt.backends.onnxruntime_backend, cafetalk_rt.backends.graph_backend, "
-            "cafetalk_rt.backends.tensorrt_backend, cafetalk_rt.cli_export, cafetalk_rt.cli; "
+            "cafetalk_rt.backends.tensorrt_backend, cafetalk_rt.cli.export, cafetalk_rt.cli.main; "
             "bad = [m for m in ('torch', 'export', 'train', 'tensorrt') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)

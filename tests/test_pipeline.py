@@ -6,7 +6,7 @@ import pytest
 from cafetalk_rt.blendshapes import INDEX, MOUTH_IDX, UPPER_FACE_IDX
 from cafetalk_rt.frames import SAMPLE_RATE, frame_times
 from cafetalk_rt.options import AnimateOptions
-from cafetalk_rt.phones import BILABIALS, SILENCES, VOWELS, read_phone_lab
+from train.phones import BILABIALS, SILENCES, VOWELS, read_phone_lab
 from cafetalk_rt.pipeline import DEMO_CLIP
 
 LAB = DEMO_CLIP.with_name("arctic_a0009_phone.lab")

@@ -14,7 +14,7 @@ import pytest
 import soundfile as sf
 
 from cafetalk_rt.blendshapes import ARKIT_NAMES, INDEX
-from cafetalk_rt.cli import main
+from cafetalk_rt.cli.main import main
 from cafetalk_rt.errors import InputError, OutputExistsError
 from cafetalk_rt.frames import SAMPLE_RATE
 from cafetalk_rt.preview.parts import EYE_CENTER_Y, EYE_OFFSET_X, MOUTH_CENTER

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from cafetalk_rt.guidance import combine, guided_denoiser, num_branches
-from cafetalk_rt.samplers import sample_ddim, sample_ddpm, sample_dpmpp_2m
-from cafetalk_rt.schedule import inference_timesteps, make_schedule
+from cafetalk_rt.diffusion.guidance import combine, guided_denoiser, num_branches
+from cafetalk_rt.diffusion.samplers import sample_ddim, sample_ddpm, sample_dpmpp_2m
+from cafetalk_rt.diffusion.schedule import inference_timesteps, make_schedule
 
 SCHED = make_schedule("linear", 1000)
 

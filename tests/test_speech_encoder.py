@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from cafetalk_rt.features import log_mel
+from cafetalk_rt.nn.features import log_mel
 from cafetalk_rt.frames import num_feature_frames
 from cafetalk_rt.nn.ct2_reader import read_ct2_model, whisper_model_dir
 from cafetalk_rt.nn.speech_encoder import (Wav2Vec2SpeechEncoder, WhisperSpeechEncoder, build_speech_encoder,
@@ -99,7 +99,7 @@ def test_log_mel_matches_feature_extractor(demo_audio, padded_mel):
 
 
 def test_log_mel_does_not_import_torch():
-    code = ("import sys, numpy as np; from cafetalk_rt.features import log_mel; "
+    code = ("import sys, numpy as np; from cafetalk_rt.nn.features import log_mel; "
             "log_mel(np.ones(1600, np.float32)); assert 'torch' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
 

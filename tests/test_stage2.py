@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from cafetalk_rt.au import AU_NAMES, NUM_AUS, au_to_arkit_matrix
+from cafetalk_rt.control.au import AU_NAMES, NUM_AUS, au_to_arkit_matrix
 from cafetalk_rt.blendshapes import INDEX
 from cafetalk_rt.nn.adapter import AdapterConfig
 from cafetalk_rt.nn.checkpoint import load_denoiser, read_adapter_config, read_metadata, save_denoiser

@@ -9,8 +9,8 @@ import pytest
 
 from cafetalk_rt.errors import AudioInputError, InputError
 from cafetalk_rt.options import AnimateOptions
-from cafetalk_rt.streaming import StreamingAnimator
-from cafetalk_rt.windows import WindowOptions
+from cafetalk_rt.longform.streaming import StreamingAnimator
+from cafetalk_rt.longform.windows import WindowOptions
 
 WIN = WindowOptions(window_s=2.0, overlap_s=0.5, context_s=0.5, max_batch=16)
 WIN_1 = WindowOptions(window_s=2.0, overlap_s=0.5, context_s=0.5, max_batch=1)

@@ -11,7 +11,7 @@ from hypothesis.extra.numpy import arrays
 
 from cafetalk_rt.blendshapes import ARKIT_NAMES, LIVELINK_NAMES
 from cafetalk_rt.errors import InputError, OutputExistsError
-from cafetalk_rt.plot import plot_animation
+from cafetalk_rt.preview.plot import plot_animation
 from cafetalk_rt.writers import (
     CSV_DECIMALS, atomic_write, livelink_timecode, load_animation, save_animation,
 )

@@ -3,7 +3,7 @@ events we add to the training curves first (our deviation, see below).
 
 Algorithm 1 as summarised in paper.md (thresholds and ARKit→AU mapping are ours to choose):
 
-1. curves (T, 52) → AU activation (T, n_AU) (``cafetalk_rt.au.activation_from_blendshapes``);
+1. curves (T, 52) → AU activation (T, n_AU) (``cafetalk_rt.control.au.activation_from_blendshapes``);
 2. AU on where activation > its threshold (``AU_THRESHOLDS``);
 3. max-pool over time with a randomly sized kernel (``BinarizeConfig.max_kernel_s``) — fills
    short dips and widens the segments, so a span in the condition starts a little before the
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cafetalk_rt.au import AU_NAMES, NUM_AUS, activation_from_blendshapes, au_to_arkit_matrix
+from cafetalk_rt.control.au import AU_NAMES, NUM_AUS, activation_from_blendshapes, au_to_arkit_matrix
 
 #: Activation above which an AU counts as on (Algorithm 1, step 2). Default 0.35; AUs that speech
 #: itself drives get their threshold above the 99th percentile of their activation over the

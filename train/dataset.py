@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cafetalk_rt.emotions import emotion_index
+from cafetalk_rt.control.emotions import emotion_index
 from cafetalk_rt.frames import FEATURE_RATE_HZ, resample_sequence
 from train.corpus.format import read_manifest
 from train.features import feature_path, VARIANTS

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from cafetalk_rt.schedule import NoiseSchedule
+from cafetalk_rt.diffusion.schedule import NoiseSchedule
 
 
 def q_sample(x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, schedule: NoiseSchedule) -> torch.Tensor:

@@ -18,7 +18,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from cafetalk_rt.au import ACTION_UNITS, AU_NAMES, AUSpan, au_channel_indices
+from cafetalk_rt.control.au import ACTION_UNITS, AU_NAMES, AUSpan, au_channel_indices
 from cafetalk_rt.frames import frame_times
 from cafetalk_rt.options import AnimateOptions
 

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from cafetalk_rt.nn.checkpoint import save_denoiser
 from cafetalk_rt.nn.denoiser import CONFIGS, Denoiser
-from cafetalk_rt.schedule import make_schedule
+from cafetalk_rt.diffusion.schedule import make_schedule
 from train.dataset import CropSampler, load_split, normalization_stats
 from train.diffusion import diffusion_loss, q_sample
 

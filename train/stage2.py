@@ -32,10 +32,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from cafetalk_rt.emotions import NUM_EMOTIONS
+from cafetalk_rt.control.emotions import NUM_EMOTIONS
 from cafetalk_rt.nn.adapter import AdapterConfig
 from cafetalk_rt.nn.checkpoint import load_denoiser, read_metadata, save_denoiser
-from cafetalk_rt.schedule import make_schedule
+from cafetalk_rt.diffusion.schedule import make_schedule
 from train.binarize import add_random_events, binarize, drop_entries, segments_to_condition
 from train.dataset import CropSampler, load_split
 from train.diffusion import q_sample

@@ -98,7 +98,7 @@ class GraphInfo:
         timesteps: (K,) the solver's training timesteps, descending; () if not a sampler.
         solver, prediction_type, schedule, num_train_timesteps: sampling setup of the model.
         blendshape_names, emotions, au_vocabulary: channel, emotion-index and AU names (the
-            ``au`` input's last axis in AU graphs, ``cafetalk_rt.au.AU_NAMES``; () in the others).
+            ``au`` input's last axis in AU graphs, ``cafetalk_rt.control.au.AU_NAMES``; () in the others).
         bs_mean, bs_std: (52,) data normalisation: blendshapes = x0 · bs_std + bs_mean.
         inputs, outputs: {tensor name: {"dtype", "shape", "doc"}} from ``export/io_spec.py``.
         model_sha256: SHA-256 of the checkpoint the graph was exported from.

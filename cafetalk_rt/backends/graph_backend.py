@@ -5,7 +5,7 @@ that provides a :class:`~cafetalk_rt.backends.base.GraphRunner` (ONNX Runtime, T
 * ``sample`` with DDIM: ONE call of the fused ``sampler`` graph for K = ``num_inference_steps``
   (all K steps, all CFG branches and the solver inside).
 * ``sample`` with DDPM or DPM-Solver++ (host-side samplers): the runtime's own sampler function
-  (:mod:`cafetalk_rt.samplers`, array-agnostic) drives the ``denoiser_step`` graph, which does the
+  (:mod:`cafetalk_rt.diffusion.samplers`, array-agnostic) drives the ``denoiser_step`` graph, which does the
   batched CFG of one step.
 * With CFG off (both guidance scales 1, no AU condition) the same on the CFG-off variants
   (``sampler_cond``, ``denoiser_step_cond``; ``base.COND_VARIANTS``): one branch per step
@@ -13,7 +13,7 @@ that provides a :class:`~cafetalk_rt.backends.base.GraphRunner` (ONNX Runtime, T
 * With an AU condition (``fine``) the same, on the AU variants (``sampler_au``,
   ``denoiser_step_au``; ``base.AU_VARIANTS``): mask-based CFG with region anchoring inside the
   graph, as ``TorchBackend.sample(fine=...)``. Host-side samplers then carry the stacked
-  (controlled, uncontrolled) state of ``cafetalk_rt.guidance.anchored_fine_denoiser``. Only
+  (controlled, uncontrolled) state of ``cafetalk_rt.diffusion.guidance.anchored_fine_denoiser``. Only
   checkpoints with the fine-control adapter have AU graphs.
 
 Graphs come from the export cache (:mod:`cafetalk_rt.backends.cache`), exported on first use;
@@ -31,11 +31,11 @@ import numpy as np
 from cafetalk_rt.backends.base import (AU_VARIANTS, COND_VARIANTS, GraphInfo, GraphRunner, StaleGraphError,
                                        check_graph, make_feed, read_graph_info)
 from cafetalk_rt.backends.cache import ensure_graphs, file_sha256
-from cafetalk_rt.checkpoint_meta import has_fine_control
+from cafetalk_rt.model_files import has_fine_control
 from cafetalk_rt.errors import InputError
-from cafetalk_rt.guidance import num_branches
-from cafetalk_rt.samplers import SAMPLERS
-from cafetalk_rt.schedule import inference_timesteps, make_schedule
+from cafetalk_rt.diffusion.guidance import num_branches
+from cafetalk_rt.diffusion.samplers import SAMPLERS
+from cafetalk_rt.diffusion.schedule import inference_timesteps, make_schedule
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 """PyTorch backend: the frozen speech encoder and the denoiser, with all CFG branches of a
-denoising step evaluated as ONE batched forward (nB rows, see :mod:`cafetalk_rt.guidance`).
+denoising step evaluated as ONE batched forward (nB rows, see :mod:`cafetalk_rt.diffusion.guidance`).
 
 The pieces below :class:`TorchBackend` are shared with the CUDA-graph backend
 (:mod:`cafetalk_rt.backends.torch_cudagraph_backend`), which runs the same program on static
@@ -15,11 +15,11 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from cafetalk_rt import guidance
-from cafetalk_rt.au import region_anchor, region_channel_mask
+from cafetalk_rt.diffusion import guidance
+from cafetalk_rt.control.au import region_anchor, region_channel_mask
 from cafetalk_rt.nn.checkpoint import load_denoiser
-from cafetalk_rt.samplers import SAMPLERS, sample_ddpm
-from cafetalk_rt.schedule import NoiseSchedule, inference_timesteps, make_schedule
+from cafetalk_rt.diffusion.samplers import SAMPLERS, sample_ddpm
+from cafetalk_rt.diffusion.schedule import NoiseSchedule, inference_timesteps, make_schedule
 
 @dataclass(frozen=True)
 class BranchLayout:
@@ -128,7 +128,7 @@ def sample_tensors(model, schedule: NoiseSchedule, layout: BranchLayout, feature
         emotion: (B,) int64; intensity: (B,) float32.
         audio_guidance_scale, guidance_scale: s_a, s_c as Python floats, or 0-d float32 tensors
             (static buffers of a CUDA graph: not baked into the graph).
-        sampler: a key of ``cafetalk_rt.samplers.SAMPLERS``; ``step_noise`` (K tensors (B, T, C))
+        sampler: a key of ``cafetalk_rt.diffusion.samplers.SAMPLERS``; ``step_noise`` (K tensors (B, T, C))
             is required for "ddpm".
         keeps: ``layout.keep_vectors`` (made here when None).
         fine: optional AU condition ``(au (B, T, n_AU), au_mask (B, T))`` numpy arrays; needs

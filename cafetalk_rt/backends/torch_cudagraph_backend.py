@@ -22,7 +22,7 @@ What runs on the GPU (issue 5, "GPU path without TensorRT"):
 
   The log-mel front end runs on the GPU inside the graphs (float32
   :class:`~cafetalk_rt.nn.log_mel.LogMelSpectrogram`, TF32 off: it equals the host
-  ``cafetalk_rt.features.log_mel`` the eager backends use to ~1e-6), so a call moves only the
+  ``cafetalk_rt.nn.features.log_mel`` the eager backends use to ~1e-6), so a call moves only the
   waveform in and the blendshapes out. Per PyTorch's "CUDA Graphs" notes (``torch.cuda.graph``): each new bucket is
   warmed up on a side stream, then captured; later calls of the bucket copy their inputs into the
   static buffers and ``replay()``. Guidance scales, emotion, intensity, noise and features are
@@ -55,7 +55,7 @@ from cafetalk_rt.backends.torch_backend import BranchLayout, sample_arrays, samp
 from cafetalk_rt.errors import InputError
 from cafetalk_rt.nn.checkpoint import load_denoiser
 from cafetalk_rt.nn.log_mel import LogMelSpectrogram, exact_fp32_conv
-from cafetalk_rt.schedule import make_schedule
+from cafetalk_rt.diffusion.schedule import make_schedule
 
 log = logging.getLogger(__name__)
 

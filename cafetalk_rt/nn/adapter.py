@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cafetalk_rt.au import NUM_AUS
+from cafetalk_rt.control.au import NUM_AUS
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class AdapterConfig:
     """Adapter dimensions (stored in the checkpoint metadata as ``adapter_config``).
 
     Attributes:
-        num_aus: n_AU, the length of ``cafetalk_rt.au.AU_NAMES`` the adapter was trained on.
+        num_aus: n_AU, the length of ``cafetalk_rt.control.au.AU_NAMES`` the adapter was trained on.
         heads: attention heads of each adapter block (the DiT width must divide by it).
         kernel_size: temporal kernel of the zero-initialised output convolution (odd).
     """

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from cafetalk_rt.checkpoint_meta import read_checkpoint_metadata
+from cafetalk_rt.model_files import read_checkpoint_metadata
 from cafetalk_rt.nn.denoiser import Denoiser, DenoiserConfig
 
 FORMAT = "cafetalk_rt/denoiser/1"

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cafetalk_rt.blendshapes import NUM_BLENDSHAPES
-from cafetalk_rt.emotions import NUM_EMOTIONS
+from cafetalk_rt.control.emotions import NUM_EMOTIONS
 from cafetalk_rt.frames import FEATURE_RATE_HZ
 
 
@@ -222,10 +222,10 @@ class Denoiser(nn.Module):
             x_t: (B, T, 52) float, normalised noisy blendshapes at ``self.config.fps``.
             t: (B,) int64 or float timesteps in [0, num_train_timesteps).
             audio_features: (B, T_a, D_a) float speech features at 50 Hz.
-            emotion: (B,) int64 index into ``cafetalk_rt.emotions.EMOTIONS``.
+            emotion: (B,) int64 index into ``cafetalk_rt.control.emotions.EMOTIONS``.
             intensity: (B,) float level 1–3.
             audio_keep, coarse_keep: (B,) float, 1 = condition given, 0 = dropped (null).
-            au: optional fine condition (B, T, n_AU) float in [0, 1] (``cafetalk_rt.au.AU_NAMES``
+            au: optional fine condition (B, T, n_AU) float in [0, 1] (``cafetalk_rt.control.au.AU_NAMES``
                 order); None (default) = the stage-1 model, bit for bit.
             au_mask: (B, T) bool/float, frames that carry an AU condition (required with ``au``).
             fine_keep: (B,) float, 0 = no fine condition for that row (exactly stage 1);

@@ -1,7 +1,7 @@
 """Whisper's log-mel front end as a torch module, for graphs: ONNX/TensorRT export
 (``export/graphs.py``) and the CUDA graphs of ``torch_cudagraph``, which compute it on the GPU.
 
-The numpy reference is :func:`cafetalk_rt.features.log_mel` (host, no torch).
+The numpy reference is :func:`cafetalk_rt.nn.features.log_mel` (host, no torch).
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cafetalk_rt.features import DYNAMIC_RANGE, HOP_LENGTH, LOG_FLOOR, N_FFT, _window_and_filters
+from cafetalk_rt.nn.features import DYNAMIC_RANGE, HOP_LENGTH, LOG_FLOOR, N_FFT, _window_and_filters
 
 SAMPLES_PER_FEATURE = 2 * HOP_LENGTH  # 320 samples = 20 ms = one speech-encoder frame
 
@@ -26,7 +26,7 @@ def exact_fp32_conv():
 
 
 class LogMelSpectrogram(nn.Module):
-    """Whisper's log-mel (``cafetalk_rt.features.log_mel``) in graph-friendly ops.
+    """Whisper's log-mel (``cafetalk_rt.nn.features.log_mel``) in graph-friendly ops.
 
     ``forward(audio (B, L) float32 16 kHz) → (B, 80, 2·ceil(L / 320)) float32``, frame ``i``
     centred at sample 160 i, the same frames ``log_mel(audio, 2 * num_feature_frames(L))``

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cafetalk_rt.features import log_mel
+from cafetalk_rt.nn.features import log_mel
 from cafetalk_rt.frames import num_feature_frames
 from cafetalk_rt.nn.ct2_reader import read_ct2_model, whisper_model_dir
 

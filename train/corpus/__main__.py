@@ -13,7 +13,7 @@ import sys
 
 
 def _parser() -> argparse.ArgumentParser:
-    from cafetalk_rt.emotions import EMOTIONS
+    from cafetalk_rt.control.emotions import EMOTIONS
 
     ap = argparse.ArgumentParser(prog="python -m train.corpus", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -31,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 
 from cafetalk_rt.blendshapes import INDEX, NUM_BLENDSHAPES
-from cafetalk_rt.emotions import EMOTIONS, check_intensity
+from cafetalk_rt.control.emotions import EMOTIONS, check_intensity
 from cafetalk_rt.frames import SAMPLE_RATE, frame_times
 
 INTENSITY_GAIN: dict[int, float] = {1: 0.35, 2: 0.65, 3: 1.0}

@@ -25,7 +25,7 @@ import numpy as np
 import soundfile as sf
 
 from cafetalk_rt.blendshapes import ARKIT_NAMES, NUM_BLENDSHAPES
-from cafetalk_rt.emotions import EMOTIONS, check_intensity
+from cafetalk_rt.control.emotions import EMOTIONS, check_intensity
 from cafetalk_rt.frames import SAMPLE_RATE, check_fps, num_frames
 
 MANIFEST = "manifest.jsonl"

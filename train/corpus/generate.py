@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cafetalk_rt.emotions import EMOTIONS, INTENSITIES
+from cafetalk_rt.control.emotions import EMOTIONS, INTENSITIES
 from cafetalk_rt.frames import check_fps
 from train.corpus import format as fmt
 from train.corpus.sentences import draw_sentence_ids, sentence

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 import soxr
 
-from cafetalk_rt.emotions import EMOTIONS, check_intensity
+from cafetalk_rt.control.emotions import EMOTIONS, check_intensity
 from cafetalk_rt.frames import SAMPLE_RATE
 
 log = logging.getLogger(__name__)

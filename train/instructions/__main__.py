@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cafetalk_rt.text_encoder import DEFAULT_TEXT_ENCODER, load_text_encoder
+from cafetalk_rt.control.text_encoder import DEFAULT_TEXT_ENCODER, load_text_encoder
 from train.instructions import corpus
 from train.instructions.evaluate import CachedEncoder, evaluate_instructions
 from train.instructions.train import (DetectorConfig, best_decoder, fit, metrics, save_detector, to_detector,
@@ -89,7 +89,7 @@ def run(args) -> dict:
 
 def _clause_texts(instruction) -> list[str]:
     from cafetalk_rt.errors import InputError
-    from cafetalk_rt.instruction_text import split_instruction
+    from cafetalk_rt.control.instruction_text import split_instruction
 
     try:
         return [c.text for c in split_instruction(instruction.text, instruction.duration_s)]

@@ -13,7 +13,7 @@ stay in train; an instruction of split S is built only from S's material. Times 
 at random, as the paper does, for comparison.
 
 Detector examples are the clauses that the runtime splitter
-(:func:`cafetalk_rt.instruction_text.split_instruction`) cuts from each instruction, labelled
+(:func:`cafetalk_rt.control.instruction_text.split_instruction`) cuts from each instruction, labelled
 with their act, so training text is exactly what the detector sees at run time.
 """
 from __future__ import annotations
@@ -23,9 +23,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cafetalk_rt.au import AU_NAMES
+from cafetalk_rt.control.au import AU_NAMES
 from cafetalk_rt.errors import InputError
-from cafetalk_rt.instruction_text import EDGE_FRACTION, EDGE_MAX_S, POINT_SPAN_S, split_instruction
+from cafetalk_rt.control.instruction_text import EDGE_FRACTION, EDGE_MAX_S, POINT_SPAN_S, split_instruction
 from train.instructions.phrases import (AU_PHRASES, EMOTION_PHRASES, FACE_WORDS, FRAMES, INTENSITY_LEVELS,
                                         INTENSITY_WORDS, NEGATIVE_PHRASES, STRONG_CONJUNCTIONS, WEAK_CONJUNCTIONS)
 

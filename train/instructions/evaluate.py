@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from cafetalk_rt.errors import InputError
-from cafetalk_rt.instructions import InstructionDetector, parse_instruction
+from cafetalk_rt.control.instructions import InstructionDetector, parse_instruction
 
 
 class CachedEncoder:

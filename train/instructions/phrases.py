@@ -5,7 +5,7 @@ Slots inside a phrasing: ``{your}`` possessive (your / her / his / their / its),
 adverb after the verb phrase (" slightly"), ``{adj}`` an adjective before a noun (" slight"),
 ``{deg}`` a degree adverb before an adjective (" very"). Each phrasing has exactly one of the
 intensity slots. A phrasing must not contain the clause separators of
-``cafetalk_rt.instruction_text`` (and, then, while, but, plus, commas) nor digits.
+``cafetalk_rt.control.instruction_text`` (and, then, while, but, plus, commas) nor digits.
 
 Emotion → AU sets follow EMFACS prototypes (Friesen & Ekman 1983), restricted to our vocabulary:
 happy 6+12, sad 1+4+15, surprise 1+2+5+26, fear 1+2+4+5+7+20+26, anger 4+5+7+23,

@@ -27,8 +27,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cafetalk_rt.au import AU_NAMES
-from cafetalk_rt.instructions import InstructionDetector
+from cafetalk_rt.control.au import AU_NAMES
+from cafetalk_rt.control.instructions import InstructionDetector
 
 log = logging.getLogger(__name__)
 #: Candidate weights of the sigmoid likelihood in the set decoder (chosen on val).
@@ -72,7 +72,7 @@ class DetectorNet(torch.nn.Module):
         return F.normalize(labels @ self.prototypes[:n] + empty * self.prototypes[n], dim=-1)
 
     def export(self, sets: np.ndarray) -> dict[str, np.ndarray]:
-        """Weights named as ``cafetalk_rt.instructions.WEIGHT_SHAPES`` (float32 numpy), with the
+        """Weights named as ``cafetalk_rt.control.instructions.WEIGHT_SHAPES`` (float32 numpy), with the
         candidate ``sets`` (S, n_AU) and their embeddings."""
         t = {"adapter.down": self.down, "adapter.up": self.up, "head": self.head,
              "intensity.hidden": self.intensity[0], "intensity.out": self.intensity[2]}

@@ -67,7 +67,7 @@ def to_argv(args: argparse.Namespace) -> list[str]:
 
 
 def register(sub) -> None:
-    """Add ``cafetalk-rt export`` (see ``cafetalk_rt.cli.SUBCOMMAND_MODULES``)."""
+    """Add ``cafetalk-rt export`` (see ``cafetalk_rt.cli.main.SUBCOMMAND_MODULES``)."""
     p = sub.add_parser("export", help="export ONNX graphs, TensorRT engines, a Triton repository",
                        description="Export the model for deployment without Python (runs `python -m export`; "
                                    "needs PyTorch and the export extra: pip install 'cafetalk-rt[export]').")

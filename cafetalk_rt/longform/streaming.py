@@ -1,9 +1,9 @@
 """Streaming: animate audio that arrives in chunks, with the offline window plan.
 
-:class:`StreamingAnimator` cuts the stream with the same :class:`~cafetalk_rt.windows.WindowPlan`
+:class:`StreamingAnimator` cuts the stream with the same :class:`~cafetalk_rt.longform.windows.WindowPlan`
 as :meth:`Animator.animate <cafetalk_rt.pipeline.Animator.animate>` (same ``WindowOptions``),
 draws the same global noise, denoises each window once its audio and right context have
-arrived, and joins windows with the same :class:`~cafetalk_rt.windows.Stitcher`. Its frames
+arrived, and joins windows with the same :class:`~cafetalk_rt.longform.windows.Stitcher`. Its frames
 equal the offline ones: bit-identical when both paths put the same windows in a backend call
 (always with one window per call, the CPU default); with ``max_batch`` > 1 streaming batches
 only the windows completed by one push, and batch-size float rounding differs by ≲ 1e-5
@@ -30,9 +30,9 @@ from cafetalk_rt.blendshapes import NUM_BLENDSHAPES
 from cafetalk_rt.errors import AudioInputError, InputError
 from cafetalk_rt.frames import (SAMPLE_RATE, first_source_frame, frame_start_sample, num_frames,
                                 num_resampled_ready, resample_frames)
-from cafetalk_rt.longform import initial_noise_frames, sample_group, window_groups, windows_per_call
+from cafetalk_rt.longform.offline import initial_noise_frames, sample_group, window_groups, windows_per_call
 from cafetalk_rt.options import AnimateOptions
-from cafetalk_rt.windows import Stitcher, WindowOptions, WindowPlan, plan_windows
+from cafetalk_rt.longform.windows import Stitcher, WindowOptions, WindowPlan, plan_windows
 
 log = logging.getLogger(__name__)
 

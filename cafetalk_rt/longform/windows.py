@@ -26,7 +26,7 @@ Defaults (``WindowOptions``): window 10 s, overlap 1 s, context 1 s.
 
 Streaming uses the same plan: a window can be computed once its audio and right context have
 arrived, so the look-ahead (first-frame delay) is window_s + context_s; see
-:mod:`cafetalk_rt.streaming`. All frame and sample boundaries come from
+:mod:`cafetalk_rt.longform.streaming`. All frame and sample boundaries come from
 :mod:`cafetalk_rt.frames`.
 """
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 ``denoiser(x_t, t) -> x0_pred`` takes ``x_t`` (B, T, C) and an integer timestep and returns the
 guided x0 prediction of the same shape (classifier-free guidance is folded in by
-:func:`cafetalk_rt.guidance.guided_denoiser`). The functions use only arithmetic on the arrays,
+:func:`cafetalk_rt.diffusion.guidance.guided_denoiser`). The functions use only arithmetic on the arrays,
 so the same code runs on numpy arrays, torch tensors and inside an exported graph. Randomness
 enters only through ``noise``.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, Sequence
 
-from cafetalk_rt.schedule import NoiseSchedule
+from cafetalk_rt.diffusion.schedule import NoiseSchedule
 
 Denoiser = Callable[[Any, int], Any]
 Callback = Callable[[int, int, Any], None]

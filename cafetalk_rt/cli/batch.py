@@ -5,7 +5,7 @@ input inside an output folder (checked before any work, so a name clash or an ex
 stops the job before the slow part), and :func:`run_batch` animates them in order with a
 progress bar. A file that cannot be read or animated is reported and skipped; the others are
 written. Within a file, long audio is cut into windows that are denoised in batches
-(:mod:`cafetalk_rt.longform`); windows of different files are not mixed in one call (on CPU one
+(:mod:`cafetalk_rt.longform.offline`); windows of different files are not mixed in one call (on CPU one
 window per call measured fastest, see README "Long audio and streaming").
 """
 from __future__ import annotations

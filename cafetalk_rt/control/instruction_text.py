@@ -1,7 +1,7 @@
 """Time and intensity phrases of free-text instructions, and clause splitting (regex + numpy only).
 
 An instruction such as ``"smile broadly from 2 to 3 seconds and blink at the end"`` is read in
-three steps, before the text → AU detector (:mod:`cafetalk_rt.instructions`) sees anything:
+three steps, before the text → AU detector (:mod:`cafetalk_rt.control.instructions`) sees anything:
 
 1. explicit intensities (``"at 80 %"``) and time phrases are found, turned into numbers, and
    replaced by placeholders, so their words never reach the detector;

@@ -19,9 +19,9 @@ import logging
 import numpy as np
 
 from cafetalk_rt.blendshapes import NUM_BLENDSHAPES
-from cafetalk_rt.emotions import emotion_index
+from cafetalk_rt.control.emotions import emotion_index
 from cafetalk_rt.errors import InputError
-from cafetalk_rt.windows import Stitcher, WindowOptions, WindowPlan
+from cafetalk_rt.longform.windows import Stitcher, WindowOptions, WindowPlan
 
 log = logging.getLogger(__name__)
 

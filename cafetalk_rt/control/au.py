@@ -190,7 +190,7 @@ def anchor_matrix() -> np.ndarray:
 
 def region_anchor(au: np.ndarray, au_mask: np.ndarray) -> np.ndarray:
     """Channels the fine control may change anywhere in a clip (anchoring,
-    ``cafetalk_rt.guidance.anchored_fine_denoiser``): (…, 1, 52) float32, the union of the anchor
+    ``cafetalk_rt.diffusion.guidance.anchored_fine_denoiser``): (…, 1, 52) float32, the union of the anchor
     regions (:func:`anchor_matrix`) of every AU active (intensity > 0 inside ``au_mask``)
     somewhere in the clip; all other channels follow the uncontrolled trajectory exactly.
     Computed as max over T of min(1, active @ anchor_matrix()), as the exported AU graphs do.

@@ -14,7 +14,7 @@ branch, ``fine`` (A, C, F), is appended (B or 3B rows → 2B or 4B, still one ba
 
 with β = ``au_guidance_scale`` and Z the mask of frames that carry an AU condition, (B, T, 1), or
 per channel (B, T, C) (the torch backend restricts it to the active AUs' face regions,
-``cafetalk_rt.au.region_channel_mask``, our choice), so outside Z the result is exactly the one
+``cafetalk_rt.control.au.region_channel_mask``, our choice), so outside Z the result is exactly the one
 without AUs. The paper's Eq. 6 as we read it (paper.md,
 secondary source) takes the fine difference against G_∅; we take it against G_{A,C}, so that
 β = 1 gives the fully conditioned model inside Z instead of counting G_{A,C} − G_∅ twice (our

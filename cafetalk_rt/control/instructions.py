@@ -3,9 +3,9 @@
 
 Cafe-Talk §3.4 (paper): a frozen text encoder, a small adapter (512 → 128 → 512) and a
 multi-label head, trained with BCE plus an InfoNCE alignment on generated text–AU pairs and
-emotion–AU pairs. Ours: all-MiniLM-L6-v2 (384-d; see :mod:`cafetalk_rt.text_encoder`) in place of
+emotion–AU pairs. Ours: all-MiniLM-L6-v2 (384-d; see :mod:`cafetalk_rt.control.text_encoder`) in place of
 CLIP, the adapter D → 128 → D with a residual connection, one sigmoid per AU of
-``cafetalk_rt.au.AU_NAMES``, plus an intensity regressor (D → 64 → 1 on the text embedding;
+``cafetalk_rt.control.au.AU_NAMES``, plus an intensity regressor (D → 64 → 1 on the text embedding;
 the paper's AU conditions are binary, our spans carry an intensity). Trained by
 ``python -m train.instructions`` (corpus and held-out accuracy: README "Text instructions").
 
@@ -13,7 +13,7 @@ The detector itself is numpy (a few hundred KB of weights in
 ``assets/instruction_detector.safetensors``, metadata: AU vocabulary, text encoder, decoder
 settings, held-out accuracy);
 only the text encoder needs torch, imported on first use. Times and explicit intensities are read
-by rules (:mod:`cafetalk_rt.instruction_text`), never by the detector.
+by rules (:mod:`cafetalk_rt.control.instruction_text`), never by the detector.
 """
 from __future__ import annotations
 
@@ -25,10 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from cafetalk_rt.au import AU_NAMES, AUSpan
+from cafetalk_rt.control.au import AU_NAMES, AUSpan
 from cafetalk_rt.errors import InputError
-from cafetalk_rt.instruction_text import ACCEPTED_TIME_FORMS, Clause, split_instruction
-from cafetalk_rt.text_encoder import TextEncoder, load_text_encoder
+from cafetalk_rt.control.instruction_text import ACCEPTED_TIME_FORMS, Clause, split_instruction
+from cafetalk_rt.control.text_encoder import TextEncoder, load_text_encoder
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +194,7 @@ def parse_instruction(text: str, duration_s: float, *,
 
     Args:
         text: e.g. ``"smile broadly from 2 to 3 seconds and raise your eyebrows at the end"``.
-            Clauses are cut at commas, "and", "then", … (rules: :mod:`cafetalk_rt.instruction_text`);
+            Clauses are cut at commas, "and", "then", … (rules: :mod:`cafetalk_rt.control.instruction_text`);
             a clause without a time applies to the whole clip.
         duration_s: the audio's length in seconds.
         detector: default the shipped one (MiniLM encoder; loads torch on first use).

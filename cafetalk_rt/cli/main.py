@@ -9,10 +9,10 @@ import sys
 import time
 from pathlib import Path
 
-from cafetalk_rt.emotions import EMOTIONS
+from cafetalk_rt.control.emotions import EMOTIONS
 from cafetalk_rt.errors import CafeTalkError
 from cafetalk_rt.frames import SUPPORTED_FPS
-from cafetalk_rt.samplers import SAMPLERS
+from cafetalk_rt.diffusion.samplers import SAMPLERS
 
 log = logging.getLogger("cafetalk_rt")
 
@@ -68,7 +68,7 @@ def _animate_parser(sub) -> None:
     p.add_argument("--preview", default=None, metavar="OUT.mp4|OUT.html",
                    help="also write a face preview with the speech (as `cafetalk-rt preview`)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    from cafetalk_rt.cli_preview import add_preview_options
+    from cafetalk_rt.cli.preview import add_preview_options
 
     add_preview_options(p)
     p.set_defaults(func=_animate)
@@ -118,7 +118,7 @@ def _animate(args) -> int:
             raise InputError(f"--plot takes a .png path, got {args.plot!r}")
         check_output_path(args.plot, overwrite=args.overwrite)
     if args.preview:
-        from cafetalk_rt.cli_preview import options_from_args
+        from cafetalk_rt.cli.preview import options_from_args
         from cafetalk_rt.preview.render import check_preview_path
 
         check_preview_path(args.preview, overwrite=args.overwrite)
@@ -135,12 +135,12 @@ def _animate(args) -> int:
     print(f"{path}: {anim.num_frames} frames at {anim.fps:g} fps ({anim.duration_s:.2f} s of audio); "
           f"model load {t1 - t0:.2f} s, animate {t2 - t1:.2f} s (rtf {(t2 - t1) / anim.duration_s:.3f})")
     if args.plot:
-        from cafetalk_rt.plot import plot_animation
+        from cafetalk_rt.preview.plot import plot_animation
 
         plot_animation(args.plot, audio, anim.blendshapes, anim.fps, title=Path(args.input).name, overwrite=args.overwrite)
         print(f"{args.plot}: plot written")
     if args.preview:
-        from cafetalk_rt.cli_preview import print_result
+        from cafetalk_rt.cli.preview import print_result
         from cafetalk_rt.preview.render import render_preview
 
         print_result(render_preview(args.preview, audio, anim.blendshapes, anim.fps, label=Path(args.output).name,
@@ -149,10 +149,10 @@ def _animate(args) -> int:
 
 
 def _animate_batch(args) -> int:
-    """Several inputs or folders → one output per file in the folder ``-o`` (cafetalk_rt.batch).
+    """Several inputs or folders → one output per file in the folder ``-o`` (cafetalk_rt.cli.batch).
     Exit status 0 when every file was written, 1 when some failed (they are listed)."""
     from cafetalk_rt.audio import load_audio
-    from cafetalk_rt.batch import collect_inputs, plan_outputs, run_batch, summary
+    from cafetalk_rt.cli.batch import collect_inputs, plan_outputs, run_batch, summary
     from cafetalk_rt.errors import InputError
     from cafetalk_rt.pipeline import Animator
     from cafetalk_rt.writers import save_animation
@@ -183,7 +183,7 @@ def _chosen_detector(args, options):
     instruction is given or neither flag is (the shipped detector is then used)."""
     if not (options.instruction and (args.instruction_detector or args.text_encoder)):
         return None
-    from cafetalk_rt.instructions import InstructionDetector
+    from cafetalk_rt.control.instructions import InstructionDetector
 
     return InstructionDetector.load(args.instruction_detector, text_encoder=args.text_encoder)
 
@@ -194,7 +194,7 @@ def _instruction_detector(args, options, audio):
     if not options.instruction:
         return None
     from cafetalk_rt.frames import SAMPLE_RATE
-    from cafetalk_rt.instructions import default_detector, format_spans, instruction_to_spans
+    from cafetalk_rt.control.instructions import default_detector, format_spans, instruction_to_spans
 
     detector = _chosen_detector(args, options) or default_detector()
     spans = instruction_to_spans(options.instruction, audio.shape[0] / SAMPLE_RATE, detector=detector)
@@ -204,7 +204,7 @@ def _instruction_detector(args, options, audio):
 
 #: Modules that add a subcommand: each has ``register(sub)`` which calls ``sub.add_parser(...)``
 #: and ``set_defaults(func=run)`` with ``run(args) -> int``.
-SUBCOMMAND_MODULES: tuple[str, ...] = ("cafetalk_rt.cli_preview", "cafetalk_rt.cli_export")
+SUBCOMMAND_MODULES: tuple[str, ...] = ("cafetalk_rt.cli.preview", "cafetalk_rt.cli.export")
 
 
 def main(argv: list[str] | None = None) -> int:
