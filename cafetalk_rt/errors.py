@@ -24,3 +24,8 @@ class OutputExistsError(CafeTalkError, FileExistsError):
 class InputError(CafeTalkError, ValueError):
     """A bad option or argument: unsupported file extension, wrong array shape, missing output
     directory, values out of range."""
+
+
+class MissingDependencyError(CafeTalkError, ImportError):
+    """An optional part is not installed (a pip extra) or not built (an exported graph); the
+    message names the command that installs or builds it."""

@@ -20,19 +20,15 @@ from cafetalk_rt.control.au import spans_to_condition
 from cafetalk_rt.audio import load_audio, prepare_audio
 from cafetalk_rt.control.emotions import emotion_index
 from cafetalk_rt.frames import SAMPLE_RATE, num_frames, resample_sequence
+from cafetalk_rt.backends import DEFAULT_BACKEND
+from cafetalk_rt.model_files import DEFAULT_MODEL, DEMO_CLIP, check_checkpoint
 from cafetalk_rt.longform.offline import animate_windows
 from cafetalk_rt.options import AnimateOptions, Animation
 from cafetalk_rt.longform.windows import WindowOptions, plan_windows
 
 log = logging.getLogger(__name__)
 
-ASSETS = Path(__file__).resolve().parent / "assets"
-#: The trained default model shipped in the repo.
-DEFAULT_MODEL = ASSETS / "cafetalk_small.safetensors"
-#: The bundled real speech clip (CMU ARCTIC arctic_a0009, see assets/CREDITS.md).
-DEMO_CLIP = ASSETS / "arctic_a0009.wav"
-# No MAX_DURATION_S any more: audio longer than one window is windowed (see module doc); the
-# 30 s speech-encoder limit now bounds window_s + 2 · context_s (cafetalk_rt.longform.windows).
+__all__ = ["Animator", "DEFAULT_MODEL", "DEMO_CLIP"]
 
 
 def initial_noise(seed: int, num_frames_model: int, channels: int, num_steps: int, ddpm: bool):
@@ -49,33 +45,39 @@ class Animator:
 
     Args:
         model_path: denoiser checkpoint (default: the shipped model).
-        backend: "torch" (more backends come with the exported graphs).
-        device: "cpu" or "cuda[:N]" for the torch backend.
+        backend: one of ``cafetalk_rt.backends.BACKENDS``; default "onnxruntime" (the shipped
+            graphs, no torch needed).
+        device: "cpu" or "cuda[:N]".
         instruction_detector: text → AU detector for ``AnimateOptions.instruction``: an
             ``InstructionDetector`` or a checkpoint path; default the shipped one (loaded, with its
             text encoder, on the first instruction).
     Raises:
         FileNotFoundError: the checkpoint does not exist.
+        InputError: the file is not a cafetalk_rt checkpoint.
+        MissingDependencyError: the backend's extra or an exported graph is missing (the message
+            names the command that fixes it).
     """
 
-    def __init__(self, model_path: str | Path | None = None, *, backend: str = "torch", device: str = "cpu",
+    def __init__(self, model_path: str | Path | None = None, *, backend: str = DEFAULT_BACKEND, device: str = "cpu",
                  instruction_detector=None):
         from cafetalk_rt.backends import load_backend
 
         self.instruction_detector = instruction_detector
         self.model_path = Path(model_path) if model_path else DEFAULT_MODEL
-        if not self.model_path.is_file():
-            raise FileNotFoundError(f"model checkpoint not found: {self.model_path}")
+        check_checkpoint(self.model_path)
         self.backend = load_backend(backend, self.model_path, device=device)
         self.model_fps = int(self.backend.config.fps)
 
     def animate(self, audio: np.ndarray, options: AnimateOptions | None = None, *,
                 sample_rate: int = SAMPLE_RATE, name: str = "<array>",
-                windows: WindowOptions | None = None) -> Animation:
+                windows: WindowOptions | None = None, prepared: bool = False) -> Animation:
         """Animate one clip of any length.
 
         Args:
             audio: (L,) or (L, channels) float audio at ``sample_rate`` Hz.
+            prepared: ``audio`` is already what :func:`~cafetalk_rt.audio.load_audio` /
+                ``prepare_audio`` return ((L,) float32 at 16 kHz, checked), so it is not checked
+                and resampled again.
             windows: how audio longer than one window is cut (default ``WindowOptions()``:
                 10 s windows, 1 s overlap, 1 s encoder context, windows per backend call
                 chosen for the device).
@@ -89,7 +91,8 @@ class Animator:
         """
         options = options or AnimateOptions()
         windows = windows or WindowOptions()
-        audio = prepare_audio(audio, sample_rate, name=name)
+        if not prepared:
+            audio = prepare_audio(audio, sample_rate, name=name)
         duration_s = audio.shape[0] / SAMPLE_RATE
         plan = plan_windows(audio.shape[0], self.model_fps, windows)
         fine = None
@@ -136,4 +139,4 @@ class Animator:
     def animate_file(self, path: str | Path, options: AnimateOptions | None = None, *,
                      windows: WindowOptions | None = None) -> Animation:
         """Load an audio file (any rate/channels libsndfile reads) and animate it."""
-        return self.animate(load_audio(path), options, name=str(path), windows=windows)
+        return self.animate(load_audio(path), options, name=str(path), windows=windows, prepared=True)

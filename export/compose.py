@@ -20,7 +20,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from cafetalk_rt.diffusion.samplers import sample_ddim
 from cafetalk_rt.diffusion.schedule import NoiseSchedule, inference_timesteps
-from export import io_spec
+from cafetalk_rt.backends import contract
 
 _DTYPES = {"float32": TensorProto.FLOAT, "int64": TensorProto.INT64, "bool": TensorProto.BOOL}
 
@@ -52,7 +52,7 @@ class GraphBuilder:
     """Collects nodes and initializers of a new graph; inputs/outputs follow ``io_spec``."""
 
     def __init__(self, kind: str):
-        self.spec = io_spec.GRAPHS[kind]
+        self.spec = contract.GRAPHS[kind]
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: dict[str, onnx.TensorProto] = {}
         self._count = 0
@@ -114,7 +114,7 @@ class GraphBuilder:
         for name, v in outputs.items():  # rename each result onto its contract name
             self.nodes.append(helper.make_node("Identity", [v.name], [name], name=f"output/{name}"))
 
-        def info(t: io_spec.TensorSpec):
+        def info(t: contract.TensorSpec):
             return helper.make_tensor_value_info(t.name, _DTYPES[t.dtype], list(t.shape))
 
         graph = helper.make_graph(self.nodes, f"cafetalk_{self.spec.kind}", [info(t) for t in self.spec.inputs],
@@ -128,7 +128,7 @@ def build_sampler(step: onnx.ModelProto, num_inference_steps: int, schedule: Noi
                   bs_mean: np.ndarray, bs_std: np.ndarray, *, kind: str = "sampler") -> onnx.ModelProto:
     """Fuse K DDIM steps (trailing timesteps, ``inference_timesteps``) of ``step`` into one graph.
 
-    Inputs/outputs: ``io_spec.GRAPHS[kind]``, ``kind`` "sampler" (``step`` = ``denoiser_step``)
+    Inputs/outputs: ``contract.GRAPHS[kind]``, ``kind`` "sampler" (``step`` = ``denoiser_step``)
     or "sampler_au" (``step`` = ``denoiser_step_au``). For "sampler_au" the solver state stacks
     the controlled and the uncontrolled trajectory, (2B, T, 52), both starting from ``noise``
     (``cafetalk_rt.diffusion.guidance.anchored_fine_denoiser``); each step splits it into the step graph's
@@ -140,7 +140,7 @@ def build_sampler(step: onnx.ModelProto, num_inference_steps: int, schedule: Noi
     au = kind == "sampler_au"
     batch_shape = b.op("Shape", inp["emotion"])  # (1,) int64 = [B]
     calls = iter(range(num_inference_steps))
-    conds = {k: inp[k] for k in io_spec.GRAPHS[kind].input_names if k != "noise"}
+    conds = {k: inp[k] for k in contract.GRAPHS[kind].input_names if k != "noise"}
 
     def denoiser(x: Value, t: int) -> Value:
         timestep = b.op("Expand", b.const(np.array([t]), np.int64), batch_shape)  # (B,)
@@ -167,6 +167,6 @@ def build_end_to_end(encoder: onnx.ModelProto, sampler: onnx.ModelProto, *, kind
     b = GraphBuilder(kind)
     inp = b.inputs
     feats = b.inline(encoder, {"audio": inp["audio"]}, prefix="encoder/", weights_prefix="encoder/")
-    feed = {k: inp[k] for k in io_spec.GRAPHS[io_spec.SAMPLER_OF[kind]].input_names if k != "audio_features"}
+    feed = {k: inp[k] for k in contract.GRAPHS[contract.SAMPLER_OF[kind]].input_names if k != "audio_features"}
     out = b.inline(sampler, {**feed, "audio_features": feats["audio_features"]}, prefix="sampler/", weights_prefix="sampler/")
     return b.finish({"blendshapes": out["blendshapes"]}, like=sampler)

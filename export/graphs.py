@@ -1,6 +1,6 @@
 """PyTorch modules that are exported as graphs (``torch.onnx.export(..., dynamo=True)``).
 
-Each ``forward`` takes exactly the inputs :data:`export.io_spec.GRAPHS` declares, by name and
+Each ``forward`` takes exactly the inputs :data:`export.contract.GRAPHS` declares, by name and
 order, in float32/int64; a module built with ``dtype=torch.float16`` computes the network in
 fp16 and casts at its edges, so both precisions share one contract. Solver and guidance
 arithmetic stay in float32.
@@ -92,7 +92,7 @@ class GuidedDenoiserStepAU(GuidedDenoiserStep):
     ``forward(x_t, x_t_uncontrolled (B, T, 52), timestep, audio_features, emotion, intensity,
     guidance_scale, audio_guidance_scale (as GuidedDenoiserStep), au (B, T, n_AU) float32,
     au_mask (B, T) bool, au_guidance_scale (B,) float32) → (x0_pred, x0_pred_uncontrolled)``,
-    each (B, T, 52) float32 in normalised units (``export/io_spec.py``). Z and the anchor are
+    each (B, T, 52) float32 in normalised units (``export/contract.py``). Z and the anchor are
     computed here from ``au``/``au_mask`` with two constant (n_AU, 52) matrices
     (``cafetalk_rt.control.au.region_matrix`` and ``anchor_matrix``): the numbers ``region_channel_mask``
     and ``region_anchor`` give.
@@ -141,7 +141,7 @@ def row_keeps(like: torch.Tensor, keeps: list[tuple[float, float, float]]) -> tu
 
 def example_inputs(kind: str) -> tuple[torch.Tensor, ...]:
     """Small example tensors for tracing graph ``kind`` (sizes ≠ 0, 1 so no axis specialises)."""
-    from export.io_spec import DIMS, GRAPHS
+    from cafetalk_rt.backends.contract import DIMS, GRAPHS
 
     sizes = {"batch": 2, "num_frames": 9, "num_feature_frames": 18, "num_samples": 5_800}
     assert set(sizes) == set(DIMS)

@@ -1,4 +1,5 @@
-"""Export a denoiser checkpoint (and its speech encoder) to the ONNX graphs of ``io_spec``.
+"""Export a denoiser checkpoint (and its speech encoder) to the ONNX graphs of the I/O contract
+(:mod:`cafetalk_rt.backends.contract`).
 
 ``speech_encoder`` and ``denoiser_step`` come from ``torch.onnx.export(..., dynamo=True,
 dynamic_shapes=...)``; ``sampler`` (K fused steps) and ``end_to_end`` are composed from them
@@ -21,21 +22,21 @@ from pathlib import Path
 import onnx
 
 from cafetalk_rt.control.au import AU_NAMES
-from cafetalk_rt.backends.base import (GRAPH_FORMAT, KEY_FORMAT, KEY_GRAPH, KEY_IO, KEY_MODEL_SHA256,
-                                       KEY_PRECISION)
+from cafetalk_rt.backends.contract import KEY_FORMAT, KEY_GRAPH, KEY_IO, KEY_MODEL_SHA256, KEY_PRECISION
 from cafetalk_rt.backends.cache import file_sha256
 from cafetalk_rt.options import DEFAULT_NUM_INFERENCE_STEPS
 from cafetalk_rt.blendshapes import ARKIT_NAMES
 from cafetalk_rt.control.emotions import EMOTIONS
 from cafetalk_rt.frames import FEATURE_RATE_HZ, SAMPLE_RATE
 from cafetalk_rt.diffusion.schedule import inference_timesteps, make_schedule
+from cafetalk_rt.backends import contract
 from export import io_spec
 
 log = logging.getLogger(__name__)
 
 #: What each graph is built from (exported first, into the same directory).
-DEPENDS = {**{kind: (step,) for kind, step in io_spec.STEP_OF.items()},
-           **{kind: ("speech_encoder", sampler) for kind, sampler in io_spec.SAMPLER_OF.items()}}
+DEPENDS = {**{kind: (step,) for kind, step in contract.STEP_OF.items()},
+           **{kind: ("speech_encoder", sampler) for kind, sampler in contract.SAMPLER_OF.items()}}
 #: Metadata ``guidance`` of the CFG-off graphs.
 GUIDANCE_COND = "CFG off: x0 = G_AC, the fully conditioned branch alone (B rows)"
 #: Metadata ``guidance``: the combine formula of a graph's CFG.
@@ -58,30 +59,27 @@ class ExportResult:
     seconds: float
 
 
-def graph_metadata(kind: str, precision: str, model, model_sha256: str, num_inference_steps: int | None) -> dict[str, str]:
-    """The metadata props every graph carries (read back by ``cafetalk_rt.backends.base``);
-    ``au_vocabulary`` lists ``cafetalk_rt.control.au.AU_NAMES`` for the AU graphs, [] for the others."""
+def graph_metadata(kind: str, precision: str, model, model_sha256: str,
+                   num_inference_steps: int | None) -> contract.GraphMetadata:
+    """The :class:`~cafetalk_rt.backends.contract.GraphMetadata` of one graph of ``model``
+    (written with ``to_metadata()``); ``au_vocabulary`` lists ``cafetalk_rt.control.au.AU_NAMES``
+    for the AU graphs, () for the others."""
     cfg = model.config
-    au_graph = kind in io_spec.AU_KINDS
-    k = num_inference_steps if kind in io_spec.PER_K else None
+    au_graph = kind in contract.AU_KINDS
+    k = num_inference_steps if kind in contract.PER_K else None
     import onnxscript
     import torch
 
-    return {
-        KEY_FORMAT: GRAPH_FORMAT, KEY_GRAPH: kind, KEY_PRECISION: precision, KEY_IO: io_spec.io_metadata(kind),
-        KEY_MODEL_SHA256: model_sha256,
-        "fps": str(cfg.fps), "sample_rate": str(SAMPLE_RATE), "feature_rate_hz": f"{FEATURE_RATE_HZ:g}",
-        "num_inference_steps": str(k) if k else "", "solver": "ddim" if k else "",
-        "timesteps": json.dumps(inference_timesteps(k, cfg.num_train_timesteps).tolist() if k else []),
-        "prediction_type": cfg.prediction_type, "schedule": cfg.schedule,
-        "num_train_timesteps": str(cfg.num_train_timesteps),
-        "guidance": GUIDANCE_AU if au_graph else GUIDANCE_COND if kind in io_spec.COND_KINDS else GUIDANCE,
-        "blendshape_names": json.dumps(list(ARKIT_NAMES)), "emotions": json.dumps(list(EMOTIONS)),
-        "au_vocabulary": json.dumps(list(AU_NAMES) if au_graph else []),
-        "bs_mean": json.dumps(model.bs_mean.float().tolist()), "bs_std": json.dumps(model.bs_std.float().tolist()),
-        "model_config": json.dumps(cfg.to_dict()), "speech_encoder": cfg.speech_encoder,
-        "exporter": f"torch {torch.__version__}, onnxscript {onnxscript.__version__}, opset {io_spec.OPSET}",
-    }
+    return contract.GraphMetadata.for_graph(
+        kind, precision=precision, model_sha256=model_sha256, fps=int(cfg.fps), sample_rate=SAMPLE_RATE,
+        feature_rate_hz=float(FEATURE_RATE_HZ), num_inference_steps=k, solver="ddim" if k else "",
+        timesteps=tuple(int(t) for t in inference_timesteps(k, cfg.num_train_timesteps)) if k else (),
+        prediction_type=cfg.prediction_type, schedule=cfg.schedule, num_train_timesteps=int(cfg.num_train_timesteps),
+        guidance=GUIDANCE_AU if au_graph else GUIDANCE_COND if kind in contract.COND_KINDS else GUIDANCE,
+        blendshape_names=tuple(ARKIT_NAMES), emotions=tuple(EMOTIONS), au_vocabulary=tuple(AU_NAMES) if au_graph else (),
+        bs_mean=model.bs_mean.float().numpy(), bs_std=model.bs_std.float().numpy(),
+        model_config=json.dumps(cfg.to_dict()), speech_encoder=cfg.speech_encoder,
+        exporter=f"torch {torch.__version__}, onnxscript {onnxscript.__version__}, opset {contract.OPSET}")
 
 
 def read_metadata(path: Path) -> dict[str, str]:
@@ -103,19 +101,19 @@ def is_up_to_date(path: Path, meta: dict[str, str]) -> bool:
 
 
 def export_torch_graph(module, kind: str):
-    """``torch.onnx.export(module, dynamo=True)`` with the names and dynamic axes of ``io_spec``;
+    """``torch.onnx.export(module, dynamo=True)`` with the names and dynamic axes of the contract;
     the exporter's progress prints go to the debug log. Returns the ``onnx.ModelProto``."""
     import torch
 
     from export.graphs import example_inputs
 
-    spec = io_spec.GRAPHS[kind]
+    spec = contract.GRAPHS[kind]
     chatter = io.StringIO()
     with contextlib.redirect_stdout(chatter), torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's deprecation chatter, not ours to fix
         program = torch.onnx.export(module.eval(), example_inputs(kind), dynamo=True,
                                     dynamic_shapes=io_spec.torch_dynamic_shapes(kind), input_names=spec.input_names,
-                                    output_names=spec.output_names, opset_version=io_spec.OPSET, verbose=False)
+                                    output_names=spec.output_names, opset_version=contract.OPSET, verbose=False)
     log.debug("%s", chatter.getvalue())
     model = program.model_proto
     for vi, t in zip(model.graph.output, spec.outputs):  # derived axes get the contract's names,
@@ -151,11 +149,11 @@ class _Exporter:
     def ensure(self, kind: str, precision: str, k: int | None) -> Path:
         """Build one graph unless up to date (``force`` rebuilds requested graphs, not their
         up-to-date dependencies)."""
-        k = k if kind in io_spec.PER_K else None
-        path = self.out_dir / io_spec.graph_filename(kind, precision, k)
+        k = k if kind in contract.PER_K else None
+        path = self.out_dir / contract.graph_filename(kind, precision, k)
         if path in self.results:
             return path
-        meta = graph_metadata(kind, precision, self.model, self.sha, k)
+        meta = graph_metadata(kind, precision, self.model, self.sha, k).to_metadata()
         t0 = time.perf_counter()
         skipped = not (self.force and path in self.requested) and is_up_to_date(path, meta)
         if skipped:
@@ -184,7 +182,7 @@ class _Exporter:
                  "denoiser_step_cond": ConditionalDenoiserStep}
         if kind in steps:
             return export_torch_graph(steps[kind](copy.deepcopy(self.model), self.schedule, dtype), kind)
-        if kind in io_spec.STEP_OF:
+        if kind in contract.STEP_OF:
             m = self.model
             return compose.build_sampler(onnx.load(str(deps[0])), k, self.schedule,
                                          m.bs_mean.float().numpy(), m.bs_std.float().numpy(), kind=kind)
@@ -193,14 +191,14 @@ class _Exporter:
 
 def export_onnx(model_path: str | Path, out_dir: str | Path, *,
                 num_inference_steps: tuple[int, ...] = (DEFAULT_NUM_INFERENCE_STEPS,),
-                kinds: tuple[str, ...] = tuple(io_spec.GRAPHS), precisions: tuple[str, ...] = ("fp32",),
+                kinds: tuple[str, ...] = tuple(contract.GRAPHS), precisions: tuple[str, ...] = ("fp32",),
                 force: bool = False) -> list[ExportResult]:
     """Write the graphs ``kinds`` × ``precisions`` (× K for per-K graphs) into ``out_dir``.
 
     Dependencies (``sampler`` needs ``denoiser_step``; ``end_to_end`` needs ``speech_encoder`` and
     ``sampler``; likewise for the ``*_au`` graphs) are written too. Up-to-date files are kept,
     except that ``force`` rebuilds the graphs asked for (dependencies only when they are out of
-    date). The AU graphs (``io_spec.AU_KINDS``) exist only for checkpoints with the fine-control
+    date). The AU graphs (``contract.AU_KINDS``) exist only for checkpoints with the fine-control
     adapter: for one without, they are left out of ``kinds`` with a warning.
 
     Returns:
@@ -210,17 +208,17 @@ def export_onnx(model_path: str | Path, out_dir: str | Path, *,
         ValueError: unknown kind or precision, K < 1, a speech encoder that cannot be exported, or
             only AU graphs asked for from a checkpoint without the fine-control adapter.
     """
-    bad = [k for k in kinds if k not in io_spec.GRAPHS] + [p for p in precisions if p not in io_spec.PRECISIONS]
+    bad = [k for k in kinds if k not in contract.GRAPHS] + [p for p in precisions if p not in contract.PRECISIONS]
     if bad or any(int(k) < 1 for k in num_inference_steps):
-        raise ValueError(f"bad export request {bad or num_inference_steps}; graphs {list(io_spec.GRAPHS)}, "
-                         f"precisions {io_spec.PRECISIONS}, K >= 1")
+        raise ValueError(f"bad export request {bad or num_inference_steps}; graphs {list(contract.GRAPHS)}, "
+                         f"precisions {contract.PRECISIONS}, K >= 1")
     kinds = exportable_kinds(model_path, kinds)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ex = _Exporter(Path(model_path), out_dir, force)
     wanted = [(kind, p, k) for p in precisions for kind in kinds
-              for k in (num_inference_steps if kind in io_spec.PER_K else (None,))]
-    ex.requested = {out_dir / io_spec.graph_filename(*w) for w in wanted}
+              for k in (num_inference_steps if kind in contract.PER_K else (None,))]
+    ex.requested = {out_dir / contract.graph_filename(*w) for w in wanted}
     for w in wanted:
         ex.ensure(*w)
     return list(ex.results.values())
@@ -236,14 +234,14 @@ def exportable_kinds(model_path: str | Path, kinds: tuple[str, ...]) -> tuple[st
     """
     from cafetalk_rt.model_files import has_fine_control
 
-    au = [k for k in kinds if k in io_spec.AU_KINDS]
+    au = [k for k in kinds if k in contract.AU_KINDS]
     if not Path(model_path).is_file():
         raise FileNotFoundError(f"denoiser checkpoint not found: {model_path}")
     if not au or has_fine_control(model_path):
         return tuple(kinds)
     msg = (f"{Path(model_path).name} has no fine-control adapter (a stage-1 checkpoint), so it has no AU graphs "
            f"({', '.join(au)}); AU control needs a stage-2 checkpoint (python -m train fit-adapter)")
-    rest = tuple(k for k in kinds if k not in io_spec.AU_KINDS)
+    rest = tuple(k for k in kinds if k not in contract.AU_KINDS)
     if not rest:
         raise ValueError(msg)
     log.warning("%s: exporting %s only", msg, ", ".join(rest))

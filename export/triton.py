@@ -8,7 +8,7 @@ Layout (one model per graph × platform)::
     REPO/cafetalk_end_to_end_k10_trt/1/model.plan       built on the serving GPU (see BUILD.md)
     REPO/cafetalk_end_to_end_au_k10_onnx/…              the AU variant (checkpoints with the adapter)
 
-Names, dtypes and dims come from ``export/io_spec.py``; the batch axis is Triton's
+Names, dtypes and dims come from ``export/contract.py``; the batch axis is Triton's
 (``max_batch_size``), the per-row scalars (emotion, intensity, scales) are ``dims: [1]`` with
 ``reshape: { shape: [] }``. Dynamic batching joins requests of equal shapes (same audio length).
 Each config is parsed with Triton's own protobuf schema (``tritonclient``'s
@@ -21,7 +21,7 @@ import shutil
 from pathlib import Path
 
 from cafetalk_rt.backends.cache import file_sha256
-from export import io_spec
+from cafetalk_rt.backends import contract
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +30,11 @@ PLATFORMS = {"onnxruntime": ("onnxruntime_onnx", "model.onnx", "onnx"), "tensorr
 
 
 def model_name(kind: str, num_inference_steps: int | None, platform: str) -> str:
-    k = f"_k{num_inference_steps}" if kind in io_spec.PER_K else ""
+    k = f"_k{num_inference_steps}" if kind in contract.PER_K else ""
     return f"cafetalk_{kind}{k}_{PLATFORMS[platform][2]}"
 
 
-def _tensor(t: io_spec.TensorSpec) -> str:
+def _tensor(t: contract.TensorSpec) -> str:
     dims = [-1 if isinstance(d, str) else d for d in t.shape[1:]]  # drop the batch axis: Triton's
     reshape = ""
     if not dims:
@@ -45,9 +45,9 @@ def _tensor(t: io_spec.TensorSpec) -> str:
 def config_text(kind: str, num_inference_steps: int | None, platform: str, *, max_batch_size: int = 8,
                 max_queue_delay_us: int = 2000) -> str:
     """config.pbtxt of one graph for ``platform`` ("onnxruntime" or "tensorrt")."""
-    spec = io_spec.GRAPHS[kind]
-    if not 1 <= max_batch_size <= io_spec.DIMS["batch"][2]:
-        raise ValueError(f"max_batch_size must be in [1, {io_spec.DIMS['batch'][2]}] (the TensorRT profile), got {max_batch_size}")
+    spec = contract.GRAPHS[kind]
+    if not 1 <= max_batch_size <= contract.DIMS["batch"][2]:
+        raise ValueError(f"max_batch_size must be in [1, {contract.DIMS['batch'][2]}] (the TensorRT profile), got {max_batch_size}")
     name = model_name(kind, num_inference_steps, platform)
     inputs = ",\n".join(_tensor(t) for t in spec.inputs)
     outputs = ",\n".join(_tensor(t) for t in spec.outputs)
@@ -111,7 +111,7 @@ def write_repository(model_path: Path, repo: Path, *, num_inference_steps: tuple
     export_onnx(model_path, onnx_dir, num_inference_steps=num_inference_steps, kinds=kinds, precisions=precisions)
     written = []
     for kind in kinds:
-        for k in (num_inference_steps if kind in io_spec.PER_K else (None,)):
+        for k in (num_inference_steps if kind in contract.PER_K else (None,)):
             for platform in platforms:
                 name = model_name(kind, k, platform)
                 text = config_text(kind, k, platform, max_batch_size=max_batch_size)
@@ -120,7 +120,7 @@ def write_repository(model_path: Path, repo: Path, *, num_inference_steps: tuple
                 if _write_if_changed(cfg, text, force):
                     written.append(cfg)
                 precision = "fp32" if platform == "onnxruntime" else "fp16"
-                onnx_file = onnx_dir / io_spec.graph_filename(kind, precision, k)
+                onnx_file = onnx_dir / contract.graph_filename(kind, precision, k)
                 if platform == "onnxruntime":
                     if _copy_if_changed(onnx_file, repo / name / "1" / "model.onnx", force):
                         written.append(repo / name / "1" / "model.onnx")
@@ -140,7 +140,7 @@ def _engine_if_possible(onnx_file: Path) -> Path | None:
     if importlib.util.find_spec("tensorrt") is None:
         log.warning("TensorRT is not installed here: build the engine on the serving GPU (see BUILD.md)")
         return None
-    from export.tensorrt import ensure_engine
+    from cafetalk_rt.backends.tensorrt_build import ensure_engine
 
     try:
         return ensure_engine(onnx_file)

@@ -209,10 +209,10 @@ def test_au_tables_are_pinned_to_the_graph_format():
     import hashlib
 
     from cafetalk_rt.control.au import anchor_matrix, region_matrix
-    from cafetalk_rt.backends.base import GRAPH_FORMAT
+    from cafetalk_rt.backends.contract import GRAPH_FORMAT
 
     tables = np.ascontiguousarray(anchor_matrix()).tobytes() + np.ascontiguousarray(region_matrix()).tobytes()
     pinned = {"cafetalk_rt/graph/2": "727c2874df97f01585c617df2172309c083f993fd510630c8b64a07546c9ee8a"}
     assert hashlib.sha256(tables).hexdigest() == pinned.get(GRAPH_FORMAT), (
-        "the AU tables changed: bump GRAPH_FORMAT in cafetalk_rt/backends/base.py (cached AU graphs are then "
+        "the AU tables changed: bump GRAPH_FORMAT in cafetalk_rt/backends/contract.py (cached AU graphs are then "
         "re-exported) and pin the new hash here")

@@ -16,11 +16,11 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("torch")
 
 from cafetalk_rt.control.au import AU_NAMES, NUM_AUS, region_anchor, spans_to_condition  # noqa: E402
-from cafetalk_rt.backends.base import make_feed, read_graph_info  # noqa: E402
+from cafetalk_rt.backends.contract import GraphMetadata  # noqa: E402
 from cafetalk_rt.backends.cache import ENV_CACHE, file_sha256, graph_dir  # noqa: E402
 from cafetalk_rt.backends.onnxruntime_backend import OnnxRuntimeRunner  # noqa: E402
 from cafetalk_rt.errors import InputError  # noqa: E402
-from export import io_spec  # noqa: E402
+from cafetalk_rt.backends import contract  # noqa: E402
 from export.onnx_export import export_onnx, exportable_kinds  # noqa: E402
 from export.tensorrt_support import SOURCE, unsupported  # noqa: E402
 from export.testing import (conditions, control_flow_ops, synthetic_audio, torch_reference,  # noqa: E402
@@ -50,8 +50,8 @@ def au_model(tmp_path_factory):
 
 
 def _runner(au_model, kind, precision="fp32", k=K):
-    run = OnnxRuntimeRunner(au_model[1] / io_spec.graph_filename(kind, precision, k))
-    return run, read_graph_info(run.metadata)
+    run = OnnxRuntimeRunner(au_model[1] / contract.graph_filename(kind, precision, k))
+    return run, GraphMetadata.from_metadata(run.metadata)
 
 
 def _fine(specs, num_frames):
@@ -79,7 +79,7 @@ def _inputs(au_model, frames, seed):
 def test_sampler_au_parity(au_model, precision, k):
     run, info = _runner(au_model, "sampler_au", precision, k)
     _, noise, feats, conds = _inputs(au_model, 37, seed=k)  # odd length, batch 2
-    got = run(make_feed(info, noise=noise, audio_features=feats, **conds))["blendshapes"]
+    got = run(info.feed(noise=noise, audio_features=feats, **conds))["blendshapes"]
     ref = torch_reference(au_model[2], feats, noise, conds, k)
     assert got.shape == (2, 37, 52) and 0.05 < ref.std()
     assert np.abs(got - ref).max() <= TOL[precision]
@@ -92,7 +92,7 @@ def test_end_to_end_au_parity(au_model, precision):
     frames = 31  # round(L / 640)
     noise = np.random.default_rng(9).standard_normal((2, frames, 52), dtype=np.float32)
     conds = {**CONDS, **_fine(SPANS, frames), "au_guidance_scale": np.asarray([2.0, 1.0], np.float32)}
-    got = run(make_feed(info, audio=audio, noise=noise, **conds))["blendshapes"]
+    got = run(info.feed(audio=audio, noise=noise, **conds))["blendshapes"]
     feats = np.stack([au_model[2].encode(a) for a in audio])
     assert np.abs(got - torch_reference(au_model[2], feats, noise, conds, K)).max() <= TOL[precision]
 
@@ -103,8 +103,8 @@ def test_au_changes_the_span_and_nothing_outside_the_anchor(au_model):
     run_au, info_au = _runner(au_model, "sampler_au")
     run, info = _runner(au_model, "sampler")
     _, noise, feats, conds = _inputs(au_model, 37, seed=5)
-    plain = run(make_feed(info, noise=noise, audio_features=feats, **CONDS))["blendshapes"]
-    got = run_au(make_feed(info_au, noise=noise, audio_features=feats, **conds))["blendshapes"]
+    plain = run(info.feed(noise=noise, audio_features=feats, **CONDS))["blendshapes"]
+    got = run_au(info_au.feed(noise=noise, audio_features=feats, **conds))["blendshapes"]
     mask, anchor = conds["au_mask"], region_anchor(conds["au"], conds["au_mask"])[:, 0] > 0  # (B, T), (B, 52)
     assert all(0 < a.sum() < 52 for a in anchor)  # both rows leave some channels to the uncontrolled run
     for i in range(2):
@@ -112,7 +112,7 @@ def test_au_changes_the_span_and_nothing_outside_the_anchor(au_model):
         assert diff[mask[i]][:, anchor[i]].max() > 0.05, i  # the AU condition acts inside its span and regions
         assert diff[:, ~anchor[i]].max(initial=0.0) <= 1e-5, i  # anchored: the uncontrolled trajectory
     none = {**conds, "au_mask": np.zeros_like(conds["au_mask"])}
-    got_none = run_au(make_feed(info_au, noise=noise, audio_features=feats, **none))["blendshapes"]
+    got_none = run_au(info_au.feed(noise=noise, audio_features=feats, **none))["blendshapes"]
     assert np.abs(got_none - plain).max() <= 1e-5
 
 
@@ -134,7 +134,7 @@ def test_step_graph_matches_the_anchored_torch_step(au_model):
                 "au_mask": rng.random((2, frames)) < 0.6, "au_guidance_scale": np.array([2.0, 0.5], np.float32)}
         with torch.no_grad():
             ref = step(*(torch.from_numpy(np.asarray(feed[n])) for n in info.inputs))
-        got = run(make_feed(info, **feed))
+        got = run(info.feed(**feed))
         for name, r in zip(info.outputs, ref):
             assert np.abs(got[name] - r.numpy()).max() <= 10 * TOL["fp32"], (frames, name)  # normalised units
 
@@ -153,8 +153,8 @@ def test_metadata_and_io_read_back(au_model):
     for kind, k in (("denoiser_step_au", None), ("sampler_au", K), ("end_to_end_au", K)):
         run, info = _runner(au_model, kind, "fp32", k)
         assert info.kind == kind and info.au_vocabulary == AU_NAMES and info.model_sha256 == file_sha256(ckpt)
-        assert list(info.inputs) == run.input_names == io_spec.GRAPHS[kind].input_names
-        assert run.output_names == io_spec.GRAPHS[kind].output_names
+        assert list(info.inputs) == run.input_names == contract.GRAPHS[kind].input_names
+        assert run.output_names == contract.GRAPHS[kind].output_names
         assert info.inputs["au_mask"]["dtype"] == "bool" and info.inputs["au"]["shape"][-1] == NUM_AUS
         assert "anchor" in run.metadata["guidance"]
     assert _runner(au_model, "sampler")[1].au_vocabulary == ()  # the plain graphs take no AU input

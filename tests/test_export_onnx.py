@@ -13,11 +13,11 @@ import pytest
 pytest.importorskip("onnxruntime")
 torch = pytest.importorskip("torch")
 
-from cafetalk_rt.backends.base import GRAPH_FORMAT, make_feed, read_graph_info  # noqa: E402
+from cafetalk_rt.backends.contract import GRAPH_FORMAT, GraphMetadata  # noqa: E402
 from cafetalk_rt.backends.cache import file_sha256  # noqa: E402
 from cafetalk_rt.backends.onnxruntime_backend import OnnxRuntimeRunner  # noqa: E402
 from cafetalk_rt.blendshapes import ARKIT_NAMES  # noqa: E402
-from export import io_spec  # noqa: E402
+from cafetalk_rt.backends import contract  # noqa: E402
 from export.onnx_export import export_onnx  # noqa: E402
 from export.testing import (conditions, control_flow_ops, synthetic_audio, torch_reference,  # noqa: E402
                             write_tiny_checkpoint)
@@ -44,8 +44,8 @@ def tiny(tmp_path_factory):
 
 
 def _runner(tiny, kind, precision, k=None):
-    run = OnnxRuntimeRunner(tiny[1] / io_spec.graph_filename(kind, precision, k))
-    return run, read_graph_info(run.metadata)
+    run = OnnxRuntimeRunner(tiny[1] / contract.graph_filename(kind, precision, k))
+    return run, GraphMetadata.from_metadata(run.metadata)
 
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
@@ -57,7 +57,7 @@ def test_speech_encoder_parity(tiny, demo_audio, precision, clip):
     else:
         audio = synthetic_audio(int(clip.split()[0]))
     ref = tiny[2].encode(audio)  # numpy log-mel + PyTorch Whisper: the torch backend's path
-    got = run(make_feed(info, audio=audio[None]))["audio_features"][0]
+    got = run(info.feed(audio=audio[None]))["audio_features"][0]
     assert got.shape == ref.shape == (-(-len(audio) // 320), 384)
     # Features reach |14|, so the bound is relative. In fp32 the same graph on PyTorch and on ORT
     # differs by 7e-5 of the range at 30 s (4 attention layers over 1500 frames); the log-mel
@@ -71,7 +71,7 @@ def test_speech_encoder_parity(tiny, demo_audio, precision, clip):
 def test_speech_encoder_batch_rows_independent(tiny):
     run, info = _runner(tiny, "speech_encoder", "fp32")
     audio = np.stack([synthetic_audio(11_201, seed=1), 0.1 * synthetic_audio(11_201, seed=2)])  # (2, L), one quiet row
-    got = run(make_feed(info, audio=audio))["audio_features"]
+    got = run(info.feed(audio=audio))["audio_features"]
     for i in range(2):
         ref = tiny[2].encode(audio[i])
         assert np.abs(got[i] - ref).max() <= 2e-4 * np.abs(ref).max()
@@ -93,7 +93,7 @@ def test_denoiser_step_parity(tiny, precision, batch, frames, feature_frames):
     with torch.no_grad():
         ref = step(torch.from_numpy(x_t), torch.from_numpy(t), torch.from_numpy(feats),
                    *(torch.from_numpy(conds[k]) for k in ("emotion", "intensity", "guidance_scale", "audio_guidance_scale")))
-    got = run(make_feed(info, x_t=x_t, timestep=t, audio_features=feats, **conds))["x0_pred"]
+    got = run(info.feed(x_t=x_t, timestep=t, audio_features=feats, **conds))["x0_pred"]
     assert np.abs(got - ref.numpy()).max() <= TOL[precision] * 10  # normalised units: /bs_std ≤ 20× blendshapes
 
 
@@ -106,7 +106,7 @@ def test_sampler_parity_per_k(tiny, precision, k):
     noise = rng.standard_normal((1, 37, 52), dtype=np.float32)  # odd length
     feats = tiny[2].encode(synthetic_audio(37 * 640))[None]
     conds = conditions([5], [3], [2.0], [1.5])
-    got = run(make_feed(info, noise=noise, audio_features=feats, **conds))["blendshapes"]
+    got = run(info.feed(noise=noise, audio_features=feats, **conds))["blendshapes"]
     ref = torch_reference(tiny[2], feats, noise, conds, k)
     assert got.shape == (1, 37, 52) and 0.0 <= got.min() and got.max() <= 1.0
     assert 0.05 < ref.std()  # the random model's output is not flat: the comparison means something
@@ -120,7 +120,7 @@ def test_sampler_dynamic_batch_and_length(tiny, batch, frames):
     noise = rng.standard_normal((batch, frames, 52), dtype=np.float32)
     feats = rng.standard_normal((batch, 2 * frames, 384), dtype=np.float32)
     conds = {k: v[:batch] for k, v in conditions([0, 5, 7], [1, 2, 3], [1.0, 1.5, 3.0], [1.0, 1.2, 1.0]).items()}  # row 0: no CFG
-    got = run(make_feed(info, noise=noise, audio_features=feats, **conds))["blendshapes"]
+    got = run(info.feed(noise=noise, audio_features=feats, **conds))["blendshapes"]
     assert np.abs(got - torch_reference(tiny[2], feats, noise, conds, 4)).max() <= TOL["fp32"]
 
 
@@ -130,7 +130,7 @@ def test_end_to_end_parity(tiny, precision):
     audio = np.stack([synthetic_audio(19_681, seed=3), synthetic_audio(19_681, seed=4)])  # (2, L), L odd
     noise = np.random.default_rng(9).standard_normal((2, 31, 52), dtype=np.float32)  # T = round(L / 640)
     conds = conditions([1, 4], [2, 3], [1.5, 2.5], [1.0, 1.3])
-    got = run(make_feed(info, audio=audio, noise=noise, **conds))["blendshapes"]
+    got = run(info.feed(audio=audio, noise=noise, **conds))["blendshapes"]
     feats = np.stack([tiny[2].encode(a) for a in audio])
     assert np.abs(got - torch_reference(tiny[2], feats, noise, conds, 2)).max() <= TOL[precision]
 
@@ -150,8 +150,8 @@ def test_cfg_off_step_is_the_conditional_branch_of_the_guided_step(tiny):
     feats = rng.standard_normal((3, 22, 384), dtype=np.float32)
     t = np.array([999, 500, 3])
     conds = conditions([0, 4, 7], [1, 2, 3], [1.0] * 3, [1.0] * 3)
-    got = run(make_feed(info, x_t=x_t, timestep=t, audio_features=feats, **_no_scales(conds)))["x0_pred"]
-    want = full(make_feed(full_info, x_t=x_t, timestep=t, audio_features=feats, **conds))["x0_pred"]
+    got = run(info.feed(x_t=x_t, timestep=t, audio_features=feats, **_no_scales(conds)))["x0_pred"]
+    want = full(full_info.feed(x_t=x_t, timestep=t, audio_features=feats, **conds))["x0_pred"]
     assert np.abs(got - want).max() <= 1e-4 * max(1.0, float(np.abs(want).max()))
 
 
@@ -164,7 +164,7 @@ def test_cfg_off_sampler_parity(tiny, precision, k):
     noise = rng.standard_normal((2, 29, 52), dtype=np.float32)
     feats = np.stack([tiny[2].encode(synthetic_audio(29 * 640, seed=s)) for s in (5, 6)])
     conds = conditions([3, 6], [1, 3], [1.0, 1.0], [1.0, 1.0])
-    got = run(make_feed(info, noise=noise, audio_features=feats, **_no_scales(conds)))["blendshapes"]
+    got = run(info.feed(noise=noise, audio_features=feats, **_no_scales(conds)))["blendshapes"]
     ref = torch_reference(tiny[2], feats, noise, conds, k)  # the torch backend with CFG off (1 branch)
     assert 0.05 < ref.std() and np.abs(got - ref).max() <= TOL[precision]
 
@@ -174,7 +174,7 @@ def test_cfg_off_end_to_end_parity(tiny):
     audio = synthetic_audio(15_000, seed=8)[None]
     noise = np.random.default_rng(4).standard_normal((1, 23, 52), dtype=np.float32)
     conds = conditions([2], [2], [1.0], [1.0])
-    got = run(make_feed(info, audio=audio, noise=noise, **_no_scales(conds)))["blendshapes"]
+    got = run(info.feed(audio=audio, noise=noise, **_no_scales(conds)))["blendshapes"]
     assert np.abs(got - torch_reference(tiny[2], tiny[2].encode(audio[0])[None], noise, conds, 2)).max() <= TOL["fp32"]
 
 
@@ -190,8 +190,8 @@ def test_no_control_flow_ops(tiny):
 def test_graph_io_matches_io_spec_and_fp16_weights(tiny):
     for path in _all_graphs(tiny):
         m = onnx.load(str(path))
-        kind = read_graph_info({p.key: p.value for p in m.metadata_props}).kind
-        spec = io_spec.GRAPHS[kind]
+        kind = GraphMetadata.from_metadata({p.key: p.value for p in m.metadata_props}).kind
+        spec = contract.GRAPHS[kind]
         assert [i.name for i in m.graph.input] == spec.input_names
         assert [o.name for o in m.graph.output] == spec.output_names
         for vi, t in zip(list(m.graph.input) + list(m.graph.output), spec.inputs + spec.outputs):
@@ -212,7 +212,7 @@ def test_metadata_read_back_by_runtime(tiny):
     assert info.blendshape_names == ARKIT_NAMES and info.emotions[0] == "neutral"
     assert info.au_vocabulary == ()  # plain graphs take no AU input (the *_au graphs do: test_export_au.py)
     assert info.model_sha256 == file_sha256(ckpt)
-    assert list(info.inputs) == run.input_names == io_spec.GRAPHS["sampler"].input_names
+    assert list(info.inputs) == run.input_names == contract.GRAPHS["sampler"].input_names
     assert info.bs_std.shape == (52,) and json.loads(run.metadata["model_config"])["width"] == 64
 
 

@@ -17,11 +17,11 @@ import pytest
 pytest.importorskip("onnxruntime")
 pytest.importorskip("torch")
 
-from cafetalk_rt.backends.base import make_feed, read_graph_info  # noqa: E402
+from cafetalk_rt.backends.contract import GraphMetadata  # noqa: E402
 from cafetalk_rt.backends.cache import cache_root  # noqa: E402
 from cafetalk_rt.backends.onnxruntime_backend import OnnxRuntimeRunner  # noqa: E402
 from cafetalk_rt.options import AnimateOptions  # noqa: E402
-from export import io_spec  # noqa: E402
+from cafetalk_rt.backends import contract  # noqa: E402
 from export.onnx_export import export_onnx  # noqa: E402
 from export.testing import write_tiny_checkpoint  # noqa: E402
 
@@ -61,13 +61,13 @@ def test_node_reproduces_python_end_to_end(node_project, tmp_path_factory, tmp_p
     root = tmp_path_factory.getbasetemp()
     ckpt = write_tiny_checkpoint(root / "tiny.safetensors")
     export_onnx(ckpt, root / "tiny_graphs", num_inference_steps=(2,), kinds=("end_to_end",))
-    model = root / "tiny_graphs" / io_spec.graph_filename("end_to_end", "fp32", 2)
+    model = root / "tiny_graphs" / contract.graph_filename("end_to_end", "fp32", 2)
     py = OnnxRuntimeRunner(model)
-    info = read_graph_info(py.metadata)
+    info = GraphMetadata.from_metadata(py.metadata)
     rng = np.random.default_rng(0)
     audio = (0.2 * rng.standard_normal((1, 20_801))).astype(np.float32)  # 1.3 s: T = 33 frames
     noise = rng.standard_normal((1, 33, 52), dtype=np.float32)
-    feed = make_feed(info, audio=audio, noise=noise, emotion=[5], intensity=[3], guidance_scale=[2.0],
+    feed = info.feed(audio=audio, noise=noise, emotion=[5], intensity=[3], guidance_scale=[2.0],
                      audio_guidance_scale=[1.0])
     (tmp_path / "feed.json").write_text(json.dumps(_encode(feed)))
     proc = subprocess.run(["node", "run_graph.mjs", str(model), str(tmp_path / "feed.json"), str(tmp_path / "out.json")],

@@ -1,5 +1,8 @@
-"""``--backend onnxruntime``: export on first use into a cache keyed by checkpoint hash + K,
-agreement with ``--backend torch`` at the same seed, stale-cache detection, clear errors."""
+"""``--backend onnxruntime`` (the default): the shipped default model runs on its shipped graphs
+with nothing exported; another checkpoint's graphs come from ``cafetalk-rt export onnx`` into a
+cache keyed by checkpoint hash + K; agreement with ``--backend torch`` at the same seed (fused
+K = 4 sampler and the host sampler over the step graph for other K), stale-graph detection,
+clear errors that name the fixing command."""
 import subprocess
 import sys
 
@@ -11,9 +14,11 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("torch")
 
 from cafetalk_rt.backends import load_backend  # noqa: E402
-from cafetalk_rt.backends.base import StaleGraphError, graph_filename  # noqa: E402
+from cafetalk_rt.backends.contract import StaleGraphError, graph_filename  # noqa: E402
 from cafetalk_rt.backends.cache import ENV_CACHE, file_sha256, graph_dir  # noqa: E402
 from cafetalk_rt.cli.main import main  # noqa: E402
+from cafetalk_rt.errors import MissingDependencyError  # noqa: E402
+from cafetalk_rt.model_files import SHIPPED_GRAPHS_DIR  # noqa: E402
 from cafetalk_rt.options import AnimateOptions  # noqa: E402
 from cafetalk_rt.pipeline import DEFAULT_MODEL, DEMO_CLIP, Animator  # noqa: E402
 from cafetalk_rt.writers import load_animation  # noqa: E402
@@ -45,11 +50,13 @@ def test_cli_torch_and_onnxruntime_agree(cli_outputs):
     assert np.abs(torch_blend - ort_blend).max() <= 1e-3
 
 
-def test_first_use_exported_into_hash_keyed_cache(cli_outputs, cache):
-    d = graph_dir(file_sha256(DEFAULT_MODEL))
-    assert d.parent.parent == cache and d.name == file_sha256(DEFAULT_MODEL)[:16]
-    names = {p.name for p in d.glob("*.onnx")}
-    assert {"speech_encoder.fp32.onnx", "denoiser_step.fp32.onnx", "sampler_k2.fp32.onnx"} <= names
+def test_shipped_graphs_used_and_nothing_exported(cli_outputs, cache):
+    """The default model needs no export: the CLI run above left the cache empty."""
+    assert not any(cache.rglob("*.onnx"))
+    backend = load_backend("onnxruntime", DEFAULT_MODEL)
+    assert backend.find("denoiser_step").parent == SHIPPED_GRAPHS_DIR
+    assert backend.find("sampler", 2) is None  # K = 2: the host sampler over the step graph
+    backend.close()
 
 
 def test_ddpm_runs_the_step_graph_and_matches_torch(cli_outputs, demo_audio):
@@ -63,8 +70,9 @@ def test_ddpm_runs_the_step_graph_and_matches_torch(cli_outputs, demo_audio):
 
 @pytest.mark.parametrize("sampler", ["ddim", "dpmpp_2m"])
 def test_cfg_off_runs_the_one_branch_graphs_and_matches_torch(cli_outputs, demo_audio, sampler):
-    """Both guidance scales 1: the *_cond graphs (B rows per step, not 3B), the torch result."""
-    opts = AnimateOptions(num_inference_steps=2, seed=2, guidance_scale=1.0, audio_guidance_scale=1.0,
+    """Both guidance scales 1: the *_cond graphs (B rows per step, not 3B), the torch result
+    (DDIM at the shipped K = 4: the fused sampler_cond graph)."""
+    opts = AnimateOptions(num_inference_steps=4 if sampler == "ddim" else 2, seed=2, guidance_scale=1.0, audio_guidance_scale=1.0,
                           emotion="sad", intensity=2, sampler=sampler)
     clip = demo_audio[:24_000]
     anim = Animator(backend="onnxruntime")
@@ -90,21 +98,60 @@ def _tamper(path, key, value):
     onnx.save(m, str(path))
 
 
-def test_stale_cache_detected_and_reexported(cli_outputs, caplog):
-    path = graph_dir(file_sha256(DEFAULT_MODEL)) / graph_filename("sampler", "fp32", 2)
+@pytest.fixture(scope="module")
+def tiny_exported(cache, tmp_path_factory):
+    """A checkpoint that is not the shipped one, with its step graphs exported into the cache."""
+    from export.onnx_export import export_onnx
+    from export.testing import write_tiny_checkpoint
+
+    ckpt = write_tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "tiny.safetensors")
+    export_onnx(ckpt, graph_dir(file_sha256(ckpt)), num_inference_steps=(2,),
+                kinds=("speech_encoder", "denoiser_step", "sampler"), precisions=("fp32",))
+    return ckpt
+
+
+def test_custom_checkpoint_runs_on_its_exported_graphs(tiny_exported, demo_audio):
+    opts = AnimateOptions(num_inference_steps=2, seed=5)
+    got = Animator(tiny_exported, backend="onnxruntime").animate(demo_audio[:16_000], opts).blendshapes
+    ref = Animator(tiny_exported, backend="torch").animate(demo_audio[:16_000], opts).blendshapes
+    assert np.abs(ref - got).max() <= 1e-3
+
+
+def test_missing_graph_names_the_export_command(tiny_exported, demo_audio):
+    """CFG off needs denoiser_step_cond, which was not exported: nothing runs behind the user's
+    back; the error is the command that writes it."""
+    anim = Animator(tiny_exported, backend="onnxruntime")
+    with pytest.raises(MissingDependencyError, match="cafetalk-rt export onnx --model .*tiny.safetensors.*denoiser_step_cond"):
+        anim.animate(demo_audio[:16_000], AnimateOptions(num_inference_steps=3, guidance_scale=1.0))
+
+
+def test_stale_graph_detected_with_the_fix(tiny_exported, tmp_path):
+    path = graph_dir(file_sha256(tiny_exported)) / graph_filename("sampler", "fp32", 2)
     _tamper(path, "model_sha256", "0" * 64)  # as if exported from another checkpoint
-    backend = load_backend("onnxruntime", DEFAULT_MODEL)
-    with caplog.at_level("WARNING"):
-        run, info = backend.graph("sampler", 2)
-    assert "stale" in caplog.text and info.model_sha256 == file_sha256(DEFAULT_MODEL)
+    backend = load_backend("onnxruntime", tiny_exported)
+    with pytest.raises(StaleGraphError, match="--force"):
+        backend.graph("sampler", 2)
     backend.close()
 
 
+def test_model_that_is_not_a_checkpoint_gets_one_line(capsys, tmp_path):
+    """``--model /etc/passwd`` (and a safetensors file that is not ours): one line, no traceback."""
+    from safetensors.numpy import save_file
+
+    other = tmp_path / "other.safetensors"
+    save_file({"w": np.zeros(3, np.float32)}, str(other))
+    for model in ("/etc/passwd", str(other)):
+        out = str(tmp_path / "x.csv")
+        assert main(["animate", str(DEMO_CLIP), "-o", out, "--model", model]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and "not a cafetalk_rt" in err and "Traceback" not in err, err
+
+
 def test_wrong_format_is_stale():
-    from cafetalk_rt.backends.base import read_graph_info
+    from cafetalk_rt.backends.contract import GraphMetadata
 
     with pytest.raises(StaleGraphError, match="re-export"):
-        read_graph_info({"cafetalk.format": "cafetalk_rt/graph/0"})
+        GraphMetadata.from_metadata({"cafetalk.format": "cafetalk_rt/graph/0"})
 
 
 def test_cache_is_keyed_by_checkpoint_hash(tmp_path):
@@ -114,18 +161,11 @@ def test_cache_is_keyed_by_checkpoint_hash(tmp_path):
     assert graph_dir(file_sha256(a)) != graph_dir(file_sha256(b))
 
 
-def test_export_failure_says_how_to_fix(tmp_path, monkeypatch):
-    from cafetalk_rt.backends.cache import run_exporter
-
-    with pytest.raises(RuntimeError, match="cafetalk-rt\\[export\\]"):
-        run_exporter(tmp_path / "missing.safetensors", tmp_path, ["sampler"], [2], "fp32")
-
-
 def test_missing_onnxruntime_names_the_extra(monkeypatch):
     from cafetalk_rt.backends.onnxruntime_backend import import_onnxruntime
 
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
-    with pytest.raises(ImportError, match="cafetalk-rt\\[export\\]"):
+    with pytest.raises(MissingDependencyError, match="pip install onnxruntime"):
         import_onnxruntime()
 
 

@@ -10,8 +10,8 @@ from onnx import TensorProto, helper
 pytest.importorskip("onnxruntime")
 pytest.importorskip("torch")
 
-from cafetalk_rt.backends.base import make_feed, read_graph_info  # noqa: E402
-from export import io_spec  # noqa: E402
+from cafetalk_rt.backends.contract import GraphMetadata  # noqa: E402
+from cafetalk_rt.backends import contract  # noqa: E402
 from export.onnx_export import export_onnx  # noqa: E402
 from export.tensorrt_support import SOURCE, SUPPORTED_OPS, unsupported  # noqa: E402
 from export.testing import write_tiny_checkpoint  # noqa: E402
@@ -28,9 +28,9 @@ def tiny_graphs(tmp_path_factory):
 
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
-@pytest.mark.parametrize("kind", [k for k in io_spec.GRAPHS if k not in io_spec.AU_KINDS])  # AU graphs: test_export_au.py
+@pytest.mark.parametrize("kind", [k for k in contract.GRAPHS if k not in contract.AU_KINDS])  # AU graphs: test_export_au.py
 def test_every_op_and_dtype_is_supported_by_tensorrt(tiny_graphs, kind, precision):
-    path = tiny_graphs / io_spec.graph_filename(kind, precision, 2)
+    path = tiny_graphs / contract.graph_filename(kind, precision, 2)
     assert unsupported(onnx.load(str(path))) == [], f"see {SOURCE}"
 
 
@@ -53,8 +53,8 @@ def test_support_table_has_what_our_graphs_rely_on():
 
 
 def test_profiles_are_ordered_and_named_like_the_graph_inputs():
-    for kind, spec in io_spec.GRAPHS.items():
-        profiles = io_spec.tensorrt_profiles(kind)
+    for kind, spec in contract.GRAPHS.items():
+        profiles = contract.tensorrt_profiles(kind)
         assert list(profiles) == spec.input_names
         for lo, opt, hi in profiles.values():
             assert all(a <= b <= c for a, b, c in zip(lo, opt, hi))
@@ -76,19 +76,19 @@ def test_engine_matches_onnxruntime(tiny_graphs, tmp_path):
         pytest.skip("no CUDA device")
     from cafetalk_rt.backends.onnxruntime_backend import OnnxRuntimeRunner
     from cafetalk_rt.backends.tensorrt_backend import TensorRTRunner
-    from export.tensorrt import ensure_engine
+    from cafetalk_rt.backends.tensorrt_build import ensure_engine
 
-    plan = ensure_engine(tiny_graphs / io_spec.graph_filename("sampler", "fp16", 2), cache_dir=tmp_path)
+    plan = ensure_engine(tiny_graphs / contract.graph_filename("sampler", "fp16", 2), cache_dir=tmp_path)
     trt_run = TensorRTRunner(plan)
-    ort_run = OnnxRuntimeRunner(tiny_graphs / io_spec.graph_filename("sampler", "fp32", 2))
-    info = read_graph_info(ort_run.metadata)
+    ort_run = OnnxRuntimeRunner(tiny_graphs / contract.graph_filename("sampler", "fp32", 2))
+    info = GraphMetadata.from_metadata(ort_run.metadata)
     rng = np.random.default_rng(0)
-    feed = make_feed(info, noise=rng.standard_normal((2, 50, 52)), audio_features=rng.standard_normal((2, 100, 384)),
+    feed = info.feed(noise=rng.standard_normal((2, 50, 52)), audio_features=rng.standard_normal((2, 100, 384)),
                      emotion=[1, 5], intensity=[2, 3], guidance_scale=[1.5, 2.0], audio_guidance_scale=[1.0, 1.2])
     assert sorted(trt_run.input_names) == sorted(info.inputs)
     got, ref = trt_run(feed)["blendshapes"], ort_run(feed)["blendshapes"]
     assert np.abs(got - ref).max() <= 1e-2
-    assert ensure_engine(tiny_graphs / io_spec.graph_filename("sampler", "fp16", 2), cache_dir=tmp_path) == plan  # cached
+    assert ensure_engine(tiny_graphs / contract.graph_filename("sampler", "fp16", 2), cache_dir=tmp_path) == plan  # cached
 
 
 @pytest.mark.tensorrt

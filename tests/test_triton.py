@@ -7,19 +7,19 @@ pytest.importorskip("torch")
 
 from google.protobuf import text_format  # noqa: E402
 
-from export import io_spec  # noqa: E402
+from cafetalk_rt.backends import contract  # noqa: E402
 from export.testing import write_tiny_checkpoint  # noqa: E402
 from export.triton import config_text, model_name, validate, write_repository  # noqa: E402
 
 
 @pytest.mark.parametrize("platform", ["onnxruntime", "tensorrt"])
-@pytest.mark.parametrize("kind", list(io_spec.GRAPHS))
+@pytest.mark.parametrize("kind", list(contract.GRAPHS))
 def test_configs_parse_with_tritons_schema(kind, platform):
     cfg = validate(config_text(kind, 4, platform, max_batch_size=8))
     assert cfg.name == model_name(kind, 4, platform) and cfg.max_batch_size == 8
     assert cfg.platform == {"onnxruntime": "onnxruntime_onnx", "tensorrt": "tensorrt_plan"}[platform]
-    assert [i.name for i in cfg.input] == io_spec.GRAPHS[kind].input_names
-    assert [o.name for o in cfg.output] == io_spec.GRAPHS[kind].output_names
+    assert [i.name for i in cfg.input] == contract.GRAPHS[kind].input_names
+    assert [o.name for o in cfg.output] == contract.GRAPHS[kind].output_names
     assert cfg.HasField("dynamic_batching")
 
 

@@ -16,9 +16,12 @@ that provides a :class:`~cafetalk_rt.backends.base.GraphRunner` (ONNX Runtime, T
   (controlled, uncontrolled) state of ``cafetalk_rt.diffusion.guidance.anchored_fine_denoiser``. Only
   checkpoints with the fine-control adapter have AU graphs.
 
-Graphs come from the export cache (:mod:`cafetalk_rt.backends.cache`), exported on first use;
-each one's metadata is checked against the checkpoint hash, K and precision, and a stale one is
-re-exported once.
+Graphs come from the package (the shipped default model's fp32 graphs) or the user cache
+(:func:`cafetalk_rt.backends.cache.graph_dirs`); each one's metadata is checked against the
+checkpoint hash, K and precision. Nothing is exported here: a missing or stale graph raises an
+error that names the ``cafetalk-rt export onnx`` command that writes it. A fused sampler that is
+not there for the asked K is no error: DDIM then runs on the host over the step graph (one call
+per step; the same numbers within fp32 rounding).
 """
 from __future__ import annotations
 
@@ -28,11 +31,12 @@ from typing import Callable
 
 import numpy as np
 
-from cafetalk_rt.backends.base import (AU_VARIANTS, COND_VARIANTS, GraphInfo, GraphRunner, StaleGraphError,
-                                       check_graph, make_feed, read_graph_info)
-from cafetalk_rt.backends.cache import ensure_graphs, file_sha256
-from cafetalk_rt.model_files import has_fine_control
-from cafetalk_rt.errors import InputError
+from cafetalk_rt.backends.base import GraphRunner
+from cafetalk_rt.backends.cache import export_command, file_sha256, graph_dirs
+from cafetalk_rt.backends.contract import (AU_VARIANTS, COND_VARIANTS, GraphMetadata, StaleGraphError,
+                                           graph_filename)
+from cafetalk_rt.errors import InputError, MissingDependencyError
+from cafetalk_rt.model_files import check_checkpoint, has_fine_control
 from cafetalk_rt.diffusion.guidance import num_branches
 from cafetalk_rt.diffusion.samplers import SAMPLERS
 from cafetalk_rt.diffusion.schedule import inference_timesteps, make_schedule
@@ -51,55 +55,62 @@ class GraphBackend:
         open_runner: ``path of an ONNX graph → GraphRunner`` (the engine).
         precision: "fp32" or "fp16" graphs.
     Raises:
-        RuntimeError: graphs are missing and cannot be exported here (message says what to do).
-        StaleGraphError: a graph stays stale after re-export.
+        FileNotFoundError, InputError: ``model_path`` is not a checkpoint.
+        MissingDependencyError: a graph is not there (the message names the export command).
+        StaleGraphError: a graph belongs to another checkpoint, K, precision or format.
     """
 
     def __init__(self, name: str, model_path: str | Path, open_runner: OpenRunner, *, precision: str = "fp32"):
         self.name = name
         self.model_path = Path(model_path)
         self.precision = precision
+        check_checkpoint(self.model_path)
         self.model_sha256 = file_sha256(self.model_path)
         #: the checkpoint has the stage-2 adapter, hence AU graphs
         self.fine_control = has_fine_control(self.model_path)
+        self.graph_dirs = graph_dirs(self.model_path, precision)
         self._open = open_runner
-        self._graphs: dict[tuple[str, int | None], tuple[GraphRunner, GraphInfo]] = {}
-        self._load([("speech_encoder", None), ("denoiser_step", None)])
+        self._graphs: dict[tuple[str, int | None], tuple[GraphRunner, GraphMetadata]] = {}
         #: metadata of the model (``fps`` etc.), read from the graphs
-        self.config: GraphInfo = self._graphs[("speech_encoder", None)][1]
+        self.config: GraphMetadata = self.graph("speech_encoder")[1]
+        self.graph("denoiser_step")
 
-    def _load(self, wanted: list[tuple[str, int | None]]) -> None:
-        wanted = [w for w in wanted if w not in self._graphs]
-        if not wanted:
-            return
-        paths = ensure_graphs(self.model_path, wanted, self.precision)
-        try:
-            loaded = [self._open_checked(p, kind, k) for p, (kind, k) in zip(paths, wanted)]
-        except StaleGraphError as e:
-            log.warning("%s; re-exporting", e)
-            paths = ensure_graphs(self.model_path, wanted, self.precision, force=True)
-            loaded = [self._open_checked(p, kind, k) for p, (kind, k) in zip(paths, wanted)]
-        self._graphs.update(zip(wanted, loaded))
+    def find(self, kind: str, num_inference_steps: int | None = None) -> Path | None:
+        """Path of graph ``kind`` (K for per-K graphs) in :attr:`graph_dirs`, or None."""
+        name = graph_filename(kind, self.precision, num_inference_steps)
+        return next((d / name for d in self.graph_dirs if (d / name).is_file()), None)
 
-    def _open_checked(self, path: Path, kind: str, k: int | None) -> tuple[GraphRunner, GraphInfo]:
-        runner = self._open(path)
-        try:
-            info = check_graph(read_graph_info(runner.metadata, source=str(path)), kind=kind, precision=self.precision,
-                               model_sha256=self.model_sha256, num_inference_steps=k, source=str(path))
-        except StaleGraphError:
-            runner.close()
-            raise
-        return runner, info
+    def graph(self, kind: str, num_inference_steps: int | None = None) -> tuple[GraphRunner, GraphMetadata]:
+        """The loaded (runner, metadata) of one graph, opened on first use.
 
-    def graph(self, kind: str, num_inference_steps: int | None = None) -> tuple[GraphRunner, GraphInfo]:
-        """The loaded (runner, info) of one graph, exporting/loading it on first use."""
-        self._load([(kind, num_inference_steps)])
-        return self._graphs[(kind, num_inference_steps)]
+        Raises:
+            MissingDependencyError: the graph is not there; StaleGraphError: it does not match.
+        """
+        key = (kind, num_inference_steps)
+        if key not in self._graphs:
+            path = self.find(kind, num_inference_steps)
+            if path is None:
+                ks = [num_inference_steps] if num_inference_steps else []
+                raise MissingDependencyError(
+                    f"no {graph_filename(kind, self.precision, num_inference_steps)} for {self.model_path} "
+                    f"(looked in {', '.join(map(str, self.graph_dirs))}); write it with `"
+                    f"{export_command(self.model_path, self.precision, [kind], ks)}` "
+                    "(needs pip install 'cafetalk-rt[export]')")
+            runner = self._open(path)
+            try:
+                meta = GraphMetadata.from_metadata(runner.metadata, source=str(path)).check(
+                    kind=kind, precision=self.precision, model_sha256=self.model_sha256,
+                    num_inference_steps=num_inference_steps, source=str(path))
+            except StaleGraphError as e:
+                runner.close()
+                raise StaleGraphError(f"{e}; rewrite it with `{export_command(self.model_path, self.precision, [kind], [num_inference_steps] if num_inference_steps else [])} --force`") from None
+            self._graphs[key] = (runner, meta)
+        return self._graphs[key]
 
     def encode(self, audio: np.ndarray) -> np.ndarray:
         """(L,) float32 16 kHz → (ceil(L / 320), 384) float32 speech features at 50 Hz."""
-        run, info = self.graph("speech_encoder")
-        return run(make_feed(info, audio=np.asarray(audio, np.float32)[None]))["audio_features"][0]
+        run, meta = self.graph("speech_encoder")
+        return run(meta.feed(audio=np.asarray(audio, np.float32)[None]))["audio_features"][0]
 
     def sample(self, features: np.ndarray, noise: np.ndarray, *, emotion: int, intensity: int, options,
                step_noise: np.ndarray | None = None, fine=None) -> np.ndarray:
@@ -126,17 +137,17 @@ class GraphBackend:
         variants = AU_VARIANTS if fine is not None else COND_VARIANTS if unguided else {}
         kind = {plain: variants.get(plain, plain) for plain in ("sampler", "denoiser_step")}
         k = options.num_inference_steps
-        if options.sampler == "ddim":
-            run, info = self.graph(kind["sampler"], k)
-            return run(make_feed(info, noise=noise, audio_features=features, **conds))["blendshapes"]
+        if options.sampler == "ddim" and self.find(kind["sampler"], k) is not None:
+            run, meta = self.graph(kind["sampler"], k)
+            return run(meta.feed(noise=noise, audio_features=features, **conds))["blendshapes"]
         run, info = self.graph(kind["denoiser_step"])
 
         def denoiser(x_t: np.ndarray, t: int) -> np.ndarray:
             feed = {"timestep": np.full(b, t, np.int64), "audio_features": features, **conds}
             if fine is None:
-                return run(make_feed(info, x_t=x_t, **feed))["x0_pred"]
+                return run(info.feed(x_t=x_t, **feed))["x0_pred"]
             # (2B, T, 52): controlled rows, then uncontrolled rows (guidance.anchored_fine_denoiser)
-            out = run(make_feed(info, x_t=x_t[:b], x_t_uncontrolled=x_t[b:], **feed))
+            out = run(info.feed(x_t=x_t[:b], x_t_uncontrolled=x_t[b:], **feed))
             return np.concatenate([out["x0_pred"], out["x0_pred_uncontrolled"]])
 
         def tile(x: np.ndarray) -> np.ndarray:  # with AUs both trajectories start from the same x_T (and step noise)

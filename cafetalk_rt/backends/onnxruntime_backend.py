@@ -14,6 +14,8 @@ from typing import Mapping
 
 import numpy as np
 
+from cafetalk_rt.errors import MissingDependencyError
+
 log = logging.getLogger(__name__)
 
 
@@ -22,8 +24,8 @@ def import_onnxruntime():
     try:
         import onnxruntime
     except ImportError as e:
-        raise ImportError("the onnxruntime backend needs ONNX Runtime: pip install 'cafetalk-rt[export]' "
-                          f"(or onnxruntime / onnxruntime-gpu) ({e})") from e
+        raise MissingDependencyError("the onnxruntime backend needs ONNX Runtime, a dependency of cafetalk-rt: "
+                                     f"pip install onnxruntime (or onnxruntime-gpu) ({e})") from e
     return onnxruntime
 
 
@@ -88,13 +90,14 @@ def load_onnxruntime_backend(model_path, *, device: str = "cpu", precision: str 
     """``--backend onnxruntime``: the exported graphs of ``model_path`` on ONNX Runtime.
 
     Args:
-        model_path: denoiser checkpoint; its graphs are exported into the cache on first use.
+        model_path: denoiser checkpoint: the shipped model's graphs ship in the package; another
+            checkpoint's come from ``cafetalk-rt export onnx --model PATH`` (the error says so).
         device: "cpu" or "cuda[:N]" (onnxruntime-gpu: CUDA EP + IOBinding).
         precision: "fp32" (default) or "fp16" graphs (fp16 is meant for GPUs).
     Returns:
         a :class:`~cafetalk_rt.backends.graph_backend.GraphBackend`.
     """
-    import_onnxruntime()  # fail before any export work
+    import_onnxruntime()  # fail before opening any graph
     from cafetalk_rt.backends.graph_backend import GraphBackend
 
     return GraphBackend("onnxruntime", model_path, lambda p: OnnxRuntimeRunner(p, device=device), precision=precision)

@@ -7,32 +7,24 @@ get_tensor_name / get_tensor_mode / get_tensor_dtype``, ``IExecutionContext.set_
 set_tensor_address / get_tensor_shape / execute_async_v3``. Device buffers and the CUDA stream
 are PyTorch CUDA tensors (imported lazily).
 
-Lifecycle (TensorRT demo style): build → load → allocate → infer. Engines are built on first use
-by ``python -m export tensorrt --onnx FILE`` (a child process: the runtime never imports
-``export``) into the engine cache keyed by GPU name + TensorRT version + ONNX hash; the engine's
-``.json`` sidecar carries the ONNX metadata that :class:`GraphBackend` checks.
+Lifecycle (TensorRT demo style): build → load → allocate → infer. A missing engine is built in
+this process by :mod:`cafetalk_rt.backends.tensorrt_build` (TensorRT's own builder; no child
+process, no exporter) into the engine cache keyed by GPU name + TensorRT version + ONNX hash; the
+engine's ``.json`` sidecar carries the ONNX metadata that :class:`GraphBackend` checks. The fp16
+ONNX graphs come from ``cafetalk-rt export onnx --precision fp16`` (the error says so).
 """
 from __future__ import annotations
 
 import json
 import logging
-import subprocess
-import sys
 from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 
+from cafetalk_rt.backends.tensorrt_build import ensure_engine, import_tensorrt
+
 log = logging.getLogger(__name__)
-
-
-def import_tensorrt():
-    """``import tensorrt`` or an ImportError that says what to install."""
-    try:
-        import tensorrt
-    except ImportError as e:
-        raise ImportError(f"the tensorrt backend needs TensorRT 10 and a CUDA GPU: pip install tensorrt ({e})") from e
-    return tensorrt
 
 
 class TensorRTRunner:
@@ -94,23 +86,6 @@ class TensorRTRunner:
         self.engine = None
 
 
-def ensure_engine(onnx_path: Path, device: str) -> Path:
-    """Engine for ``onnx_path`` on this GPU/TensorRT version, built by the exporter if missing."""
-    import torch
-
-    from cafetalk_rt.backends.cache import engine_path
-
-    trt = import_tensorrt()
-    path = engine_path(onnx_path, torch.cuda.get_device_name(torch.device(device)), trt.__version__)
-    if not path.is_file():
-        log.warning("building a TensorRT engine for %s (first use on this GPU: minutes)", onnx_path.name)
-        cmd = [sys.executable, "-m", "export", "tensorrt", "--graphs", "--onnx", str(onnx_path)]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0 or not path.is_file():
-            raise RuntimeError(f"building the TensorRT engine failed:\n{proc.stderr[-2000:]}")
-    return path
-
-
 def load_tensorrt_backend(model_path, *, device: str = "cuda"):
     """``--backend tensorrt``: fp16 engines of the exported graphs (see ``export/tensorrt.py``).
 
@@ -124,6 +99,6 @@ def load_tensorrt_backend(model_path, *, device: str = "cuda"):
     from cafetalk_rt.backends.graph_backend import GraphBackend
 
     def open_runner(onnx_path: Path) -> TensorRTRunner:
-        return TensorRTRunner(ensure_engine(onnx_path, device), device=device)
+        return TensorRTRunner(ensure_engine(onnx_path), device=device)
 
     return GraphBackend("tensorrt", model_path, open_runner, precision="fp16")

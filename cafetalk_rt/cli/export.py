@@ -11,7 +11,7 @@ import argparse
 import subprocess
 import sys
 
-from cafetalk_rt.backends.base import GRAPH_KINDS
+from cafetalk_rt.backends.contract import GRAPH_KINDS
 from cafetalk_rt.options import DEFAULT_NUM_INFERENCE_STEPS
 
 _MODEL = ("--model", dict(default=None, help="denoiser checkpoint (default: the shipped model)"))

@@ -62,8 +62,12 @@ def _animate_parser(sub) -> None:
                    help="text encoder of the detector: minilm (default), hf:/dir or clip:/dir "
                         "(a detector trained for that encoder: python -m train.instructions --text-encoder SPEC)")
     p.add_argument("--model", default=None, help="denoiser checkpoint (default: the shipped model)")
-    p.add_argument("--backend", default="torch")
-    p.add_argument("--device", default="cpu")
+    from cafetalk_rt.backends import BACKENDS, DEFAULT_BACKEND
+
+    p.add_argument("--backend", default=DEFAULT_BACKEND, choices=BACKENDS,
+                   help=f"engine (default {DEFAULT_BACKEND}: the shipped ONNX graphs, no torch needed; torch and "
+                        "torch_cudagraph need the [torch] extra; tensorrt needs TensorRT and a GPU)")
+    p.add_argument("--device", default="cpu", help="cpu, or cuda[:N] (torch backends, onnxruntime-gpu, tensorrt)")
     p.add_argument("--plot", default=None, metavar="PNG", help="also draw waveform + main curves")
     p.add_argument("--preview", default=None, metavar="OUT.mp4|OUT.html",
                    help="also write a face preview with the speech (as `cafetalk-rt preview`)")
@@ -128,7 +132,7 @@ def _animate(args) -> int:
     t0 = time.perf_counter()
     animator = Animator(args.model, backend=args.backend, device=args.device, instruction_detector=detector)
     t1 = time.perf_counter()
-    anim = animator.animate(audio, options, name=args.input)
+    anim = animator.animate(audio, options, name=args.input, prepared=True)
     t2 = time.perf_counter()
     path = save_animation(args.output, anim.blendshapes, anim.fps, overwrite=args.overwrite,
                           metadata=_metadata(args, options, animator, args.input))
@@ -167,7 +171,7 @@ def _animate_batch(args) -> int:
                         instruction_detector=_chosen_detector(args, options))
 
     def animate_one(job) -> float:
-        anim = animator.animate(load_audio(job.input), options, name=str(job.input))
+        anim = animator.animate(load_audio(job.input), options, name=str(job.input), prepared=True)
         job.output.parent.mkdir(parents=True, exist_ok=True)
         save_animation(job.output, anim.blendshapes, anim.fps, overwrite=args.overwrite,
                        metadata=_metadata(args, options, animator, job.input))
@@ -218,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         return int(args.func(args))
-    except (CafeTalkError, FileNotFoundError, FileExistsError, ValueError) as e:
+    except (CafeTalkError, FileNotFoundError, FileExistsError, ValueError, ImportError) as e:
         print(f"cafetalk-rt: error: {e}", file=sys.stderr)
         return 2
 

@@ -2,8 +2,6 @@
 (``.html``). Entry point: ``render_preview``; the heavy modules load on first use."""
 from __future__ import annotations
 
-from cafetalk_rt.errors import CafeTalkError
+from cafetalk_rt.errors import MissingDependencyError
 
-
-class MissingDependencyError(CafeTalkError, ImportError):
-    """An optional package (PyAV, Pillow) needed by the chosen preview is not installed."""
+__all__ = ["MissingDependencyError"]
