@@ -100,7 +100,7 @@ class RowSpec:
         from cafetalk_rt.diffusion import guidance
 
         o = self.options
-        return guidance.num_branches(o.audio_guidance_scale, o.guidance_scale)
+        return guidance.BranchPlan.for_options(o).num_base
 
 
 def paper_baseline_spec(audio_s: float = PAPER_AUDIO_S) -> RowSpec:
@@ -373,7 +373,7 @@ def paper_baseline(backend, audio: np.ndarray, options) -> np.ndarray:
     from cafetalk_rt.diffusion import guidance
     from cafetalk_rt.control.emotions import emotion_index
     from cafetalk_rt.frames import num_frames
-    from cafetalk_rt.pipeline import initial_noise
+    from cafetalk_rt.diffusion.noise import initial_noise
     from cafetalk_rt.diffusion.samplers import sample_ddpm
     from cafetalk_rt.diffusion.schedule import inference_timesteps
 
@@ -382,10 +382,10 @@ def paper_baseline(backend, audio: np.ndarray, options) -> np.ndarray:
         raise Unavailable("the paper-style baseline needs the torch backend with an x0-predicting model")
     dev = backend.device
     keep = {"full": (1.0, 1.0), "audio_only": (1.0, 0.0), "null": (0.0, 0.0)}  # (audio, coarse) per branch
-    n = guidance.num_branches(options.audio_guidance_scale, options.guidance_scale)
+    n = guidance.BranchPlan.for_options(options).num_base
     with torch.inference_mode():
         feats = torch.from_numpy(backend.encode(audio)[None]).to(dev)  # (1, T_a, D_a)
-        x_t, step_noise = initial_noise(options.seed, num_frames(audio.size, model.config.fps), 52,
+        x_t, step_noise = initial_noise(options.seed, num_frames(audio.size, model.config.fps),
                                         options.num_inference_steps, True)
         emo = torch.tensor([emotion_index(options.emotion)], device=dev)
         inten = torch.tensor([float(options.intensity)], device=dev)

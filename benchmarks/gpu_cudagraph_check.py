@@ -124,7 +124,7 @@ def check_and_time(report: Report, be, ref, audio: np.ndarray, *, replays: int, 
     from cafetalk_rt.frames import num_frames
     from cafetalk_rt.nn.speech_encoder import whisper_mel_batch
     from cafetalk_rt.options import AnimateOptions
-    from cafetalk_rt.pipeline import initial_noise
+    from cafetalk_rt.diffusion.noise import initial_noise
 
     t = num_frames(len(audio), be.config.fps)
     report.data["host_logmel"] = timed(lambda: whisper_mel_batch([audio]), replays=replays, warmup=warmup)
@@ -135,7 +135,7 @@ def check_and_time(report: Report, be, ref, audio: np.ndarray, *, replays: int, 
     report.check(report.data, "gpu_logmel_vs_host_logmel", max_abs(gpu_mel, whisper_mel_batch([audio])[0]), 1e-4)
     for k in STEPS:
         opts = AnimateOptions(num_inference_steps=k, **SCALES)
-        x, _ = initial_noise(0, t, 52, k, False)
+        x, _ = initial_noise(0, t, k, False)
         kw = dict(emotion=5, intensity=3, options=opts)
         paths = {
             "eager_fp32": lambda: ref.sample(ref.encode(audio)[None], x, **kw),
@@ -186,7 +186,7 @@ def check_compile(report: Report, model, audio: np.ndarray, *, replays: int, war
     from cafetalk_rt.backends.torch_cudagraph_backend import FP16_ATOL, CudaGraphBackend
     from cafetalk_rt.frames import num_frames
     from cafetalk_rt.options import AnimateOptions
-    from cafetalk_rt.pipeline import initial_noise
+    from cafetalk_rt.diffusion.noise import initial_noise
 
     report.data["compile"] = []
     try:
@@ -199,7 +199,7 @@ def check_compile(report: Report, model, audio: np.ndarray, *, replays: int, war
         report.data["compile"].append(section)
         try:
             opts = AnimateOptions(num_inference_steps=k, **SCALES)
-            x, _ = initial_noise(0, num_frames(len(audio), be.config.fps), 52, k, False)
+            x, _ = initial_noise(0, num_frames(len(audio), be.config.fps), k, False)
             kw = dict(emotion=5, intensity=3, options=opts)
             t0 = time.perf_counter()
             got = be.animate_batch(audio[None], x, **kw)

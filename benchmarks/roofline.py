@@ -172,7 +172,7 @@ def call_cost(config, segs: list[Segment], *, num_inference_steps: int, branches
     Args:
         config: the ``DenoiserConfig``.
         segs: the call's pieces (:func:`segments`).
-        branches: CFG branches per step (1 without guidance, 3 with; ``guidance.num_branches``).
+        branches: CFG branches per step (1 without guidance, 3 with; ``guidance.BranchPlan.num_base``).
         precision: compute precision of weights ("fp32"/"fp16"); audio in and blendshapes out
             are float32.
         separate_branches: the paper-style step: one forward call per branch (weights read

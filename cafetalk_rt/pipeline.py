@@ -16,7 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cafetalk_rt.control.au import spans_to_condition
+from cafetalk_rt.control.au import AUCondition
+from cafetalk_rt.diffusion.noise import initial_noise
+from cafetalk_rt.diffusion.samplers import STOCHASTIC_SAMPLERS
 from cafetalk_rt.audio import load_audio, prepare_audio
 from cafetalk_rt.control.emotions import emotion_index
 from cafetalk_rt.frames import SAMPLE_RATE, num_frames, resample_sequence
@@ -29,15 +31,6 @@ from cafetalk_rt.longform.windows import WindowOptions, plan_windows
 log = logging.getLogger(__name__)
 
 __all__ = ["Animator", "DEFAULT_MODEL", "DEMO_CLIP"]
-
-
-def initial_noise(seed: int, num_frames_model: int, channels: int, num_steps: int, ddpm: bool):
-    """Seeded noise shared by every backend: x_T (1, T, C) and, for DDPM, (K, 1, T, C) per-step
-    noise. float32, from ``numpy.random.default_rng(seed)``."""
-    rng = np.random.default_rng(seed)
-    x_t = rng.standard_normal((1, num_frames_model, channels), dtype=np.float32)
-    steps = rng.standard_normal((num_steps, 1, num_frames_model, channels), dtype=np.float32) if ddpm else None
-    return x_t, steps
 
 
 class Animator:
@@ -98,8 +91,8 @@ class Animator:
         fine = None
         spans = options.au_spans + self.instruction_spans(options.instruction, duration_s)
         if spans:  # (T, n_AU), (T,) at the model fps
-            fine = spans_to_condition(spans, num_frames(audio.shape[0], self.model_fps),
-                                      self.model_fps, duration_s)
+            fine = AUCondition.from_spans(spans, num_frames(audio.shape[0], self.model_fps),
+                                          self.model_fps, duration_s)
         if plan.windowed:  # an instruction that yields no span is no fine control (not an error)
             window_opts = options if fine is not None else replace(options, au_spans=(), instruction=None)
             x0 = animate_windows(self.backend, audio, plan, window_opts, windows, fine=fine)  # (T, 52)
@@ -125,14 +118,14 @@ class Animator:
             self.instruction_detector = InstructionDetector.load(path) if path else default_detector()
         return instruction_to_spans(instruction, duration_s, detector=self.instruction_detector)
 
-    def _animate_one(self, audio: np.ndarray, options: AnimateOptions, fine=None) -> np.ndarray:
-        """One window: (L,) float32 16 kHz → (T, 52) float32 x0, not clipped. ``fine``: optional
-        (au (T, n_AU), au_mask (T,)) at the model fps."""
+    def _animate_one(self, audio: np.ndarray, options: AnimateOptions, fine: AUCondition | None = None) -> np.ndarray:
+        """One window: (L,) float32 16 kHz → (T, 52) float32 blendshapes, not clipped. ``fine``:
+        optional AU condition (T, n_AU) / (T,) at the model fps."""
         features = self.backend.encode(audio)[None]  # (1, T_a, D_a)
         t_model = num_frames(audio.shape[0], self.model_fps)
-        x_t, step_noise = initial_noise(options.seed, t_model, 52, options.num_inference_steps,
-                                        options.sampler == "ddpm")
-        kw = {} if fine is None else {"fine": (fine[0][None], fine[1][None])}  # (1, T, n_AU), (1, T)
+        x_t, step_noise = initial_noise(options.seed, t_model, options.num_inference_steps,
+                                        options.sampler in STOCHASTIC_SAMPLERS)
+        kw = {} if fine is None else {"fine": AUCondition.stack([fine])}  # (1, T, n_AU), (1, T)
         return self.backend.sample(features, x_t, emotion=emotion_index(options.emotion),
                                    intensity=options.intensity, options=options, step_noise=step_noise, **kw)[0]
 

@@ -7,6 +7,8 @@ vacuously; here every parameter and the data normalisation are random, so each i
 """
 from __future__ import annotations
 
+from cafetalk_rt.control.au import AUCondition
+
 from pathlib import Path
 
 
@@ -108,7 +110,7 @@ def torch_reference(backend, features, noise, conds: dict, num_inference_steps: 
     for i in range(noise.shape[0]):
         scales = {k: float(conds[k][i]) for k in ("guidance_scale", "audio_guidance_scale", "au_guidance_scale") if k in conds}
         opt = AnimateOptions(num_inference_steps=num_inference_steps, **scales)
-        fine = {"fine": (conds["au"][i : i + 1], conds["au_mask"][i : i + 1])} if "au" in conds else {}
+        fine = {"fine": AUCondition(conds["au"][i : i + 1], conds["au_mask"][i : i + 1])} if "au" in conds else {}
         x0 = backend.sample(features[i : i + 1], noise[i : i + 1], emotion=int(conds["emotion"][i]),
                             intensity=int(conds["intensity"][i]), options=opt, **fine)
         rows.append(np.clip(x0, 0.0, 1.0))

@@ -90,8 +90,9 @@ def test_mask_cfg_combine_eq6():
     b, t, c = 2, 6, 52
     z = np.zeros((b, t, 1), np.float32)
     z[:, 2:4] = 1
-    assert guidance.num_branches(1.0, 1.0, fine=True) == 2 and guidance.num_branches(1.0, 2.0, fine=True) == 4
-    assert guidance.num_branches(1.0, 2.0) == 3  # unchanged without AUs
+    plan = guidance.BranchPlan.for_scales
+    assert plan(1.0, 1.0, fine=True).num_blocks == 3 and plan(1.0, 2.0, fine=True).num_blocks == 7  # 2n + 1
+    assert plan(1.0, 2.0).num_blocks == 3 and plan(1.0, 1.0).num_blocks == 1  # without AUs
     for n_base, (sa, sc) in ((1, (1.0, 1.0)), (3, (1.2, 2.0))):
         x = rng.standard_normal(((n_base + 1) * b, t, c)).astype(np.float32)
         base = guidance.combine(x[: n_base * b], b, sa, sc)
@@ -149,7 +150,7 @@ def test_anchored_fine_guidance_keeps_other_regions_identical_to_the_uncontrolle
 
     schedule = make_schedule("cosine", 1000)
     ts = inference_timesteps(6, 1000)
-    n = guidance.num_branches(*scales)
+    n = guidance.BranchPlan.for_scales(*scales).num_base
     x_t = np.random.default_rng(0).standard_normal((1, 5, 2)).astype(np.float32)
     z = np.ones((1, 5, 2), np.float32)
     anchor = np.array([[[1.0, 0.0]]], np.float32)  # the control may act on channel 0 only

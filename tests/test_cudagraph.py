@@ -20,13 +20,16 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from cafetalk_rt.diffusion import guidance  # noqa: E402
-from cafetalk_rt.backends.torch_backend import BranchLayout, TorchBackend, sample_arrays  # noqa: E402
+from cafetalk_rt.backends.torch_backend import TorchBackend, sample_arrays  # noqa: E402
+from cafetalk_rt.control.au import AUCondition  # noqa: E402
+from cafetalk_rt.diffusion.guidance import BranchPlan  # noqa: E402
 from cafetalk_rt.backends.torch_cudagraph_backend import (  # noqa: E402
     FP16_ATOL, GRAPH_ATOL, CudaGraphBackend, GraphKey, StaticGraph, eager_reason, graph_key, input_specs)
 from cafetalk_rt.errors import InputError  # noqa: E402
 from cafetalk_rt.frames import num_frames  # noqa: E402
 from cafetalk_rt.options import AnimateOptions  # noqa: E402
-from cafetalk_rt.pipeline import DEFAULT_MODEL, initial_noise  # noqa: E402
+from cafetalk_rt.diffusion.noise import initial_noise  # noqa: E402
+from cafetalk_rt.pipeline import DEFAULT_MODEL  # noqa: E402
 
 CFG = dict(guidance_scale=1.5, audio_guidance_scale=1.3)
 NO_CFG = dict(guidance_scale=1.0, audio_guidance_scale=1.0)
@@ -38,21 +41,21 @@ def _noise(seed, b, t):
 
 # -- CPU: shared helpers and bucket logic --------------------------------------------------------
 
-def test_branch_layout_matches_guidance():
+def test_branch_plan_and_row_keeps():
+    from cafetalk_rt.nn.guided import row_keeps
+
     for scales, fine in [((1.0, 1.0), False), ((1.3, 1.5), False), ((1.0, 1.0), True), ((1.0, 2.0), True)]:
         opts = AnimateOptions(audio_guidance_scale=scales[0], guidance_scale=scales[1])
-        layout = BranchLayout.for_options(2, opts, fine=fine)
-        n_base = guidance.num_branches(*scales)
-        assert len(layout.rows) == (2 * n_base + 1 if fine else n_base)
-        assert layout.num_rows == 2 * len(layout.rows)
-    cfg = BranchLayout(2, 3)
-    keeps = cfg.keep_vectors("cpu")
-    assert keeps["audio_keep"].tolist() == [1, 1, 1, 1, 0, 0] and keeps["coarse_keep"].tolist() == [1, 1, 0, 0, 0, 0]
-    assert "fine_keep" not in keeps
-    fine = BranchLayout(1, 3, fine=True).keep_vectors("cpu")
-    assert fine["fine_keep"].tolist() == [0, 0, 0, 1, 0, 0, 0] and fine["audio_keep"].tolist() == [1, 1, 0, 1, 1, 1, 0]
-    x = torch.arange(2.0)[:, None, None]  # (B=2, 1, 1), row i holds i
-    assert cfg.tile(x).flatten().tolist() == [0, 1, 0, 1, 0, 1]  # branch-major, as guidance.combine reads
+        plan = BranchPlan.for_options(opts, fine=fine)
+        n_base = 1 if scales == (1.0, 1.0) else 3
+        assert plan.num_base == n_base and plan.num_blocks == (2 * n_base + 1 if fine else n_base)
+    keeps = row_keeps(torch.zeros(2), BranchPlan(3))  # B = 2: block-major, as guidance.combine reads
+    assert keeps[0].tolist() == [1, 1, 1, 1, 0, 0] and keeps[1].tolist() == [1, 1, 0, 0, 0, 0]
+    assert keeps[2].tolist() == [0] * 6
+    fine = row_keeps(torch.zeros(1), BranchPlan(3, fine=True))
+    assert fine[2].tolist() == [0, 0, 0, 1, 0, 0, 0] and fine[0].tolist() == [1, 1, 0, 1, 1, 1, 0]
+    with pytest.raises(ValueError, match="num_base"):
+        BranchPlan(2)
 
 
 def test_bucket_keys():
@@ -68,7 +71,7 @@ def test_bucket_keys():
         graph_key("sample", 1, 250, 125, AnimateOptions(sampler="ddpm"))
     assert eager_reason(AnimateOptions()) is None
     assert "ddpm" in eager_reason(AnimateOptions(sampler="ddpm"))
-    assert "AU spans" in eager_reason(AnimateOptions(), fine=(np.zeros((1, 2, 3)), np.ones((1, 2), bool)))
+    assert "AU spans" in eager_reason(AnimateOptions(), fine=AUCondition(np.zeros((1, 2, 3)), np.ones((1, 2), bool)))
     k = graph_key("fused", 1, 80_000, 125, AnimateOptions(num_inference_steps=4))  # 5 s of 16 kHz audio in
     specs = input_specs(k, feature_dim=384, channels=52)
     assert specs["audio"][0] == (1, 80_000) and specs["noise"][0] == (1, 125, 52) and specs["guidance_scale"][0] == ()
@@ -185,7 +188,7 @@ def _reference(ref, audio, x, opts, emotion=5, intensity=3):
 def test_fused_graph_matches_eager(gpu_backends, speech_5s, sampler, k, scales):
     be, ref = gpu_backends
     opts = AnimateOptions(num_inference_steps=k, sampler=sampler, **scales)
-    x, _ = initial_noise(0, num_frames(len(speech_5s), 25), 52, k, False)
+    x, _ = initial_noise(0, num_frames(len(speech_5s), 25), k, False)
     got = be.animate_batch(speech_5s[None], x, emotion=5, intensity=3, options=opts)
     same_program = be.animate_batch(speech_5s[None], x, emotion=5, intensity=3, options=opts, graph=False)
     assert np.abs(got - same_program).max() <= GRAPH_ATOL
@@ -271,7 +274,7 @@ def test_ddpm_runs_eagerly(gpu_backends, speech_5s, caplog):
     feats = be.encode(speech_5s)[None]
     t = num_frames(len(speech_5s), 25)
     opts = AnimateOptions(num_inference_steps=3, sampler="ddpm")
-    x, steps = initial_noise(0, t, 52, 3, True)
+    x, steps = initial_noise(0, t, 3, True)
     captures = be.captures
     with caplog.at_level("WARNING"):
         got = be.sample(feats, x, emotion=1, intensity=2, options=opts, step_noise=steps)
@@ -293,9 +296,9 @@ def test_au_spans_run_eagerly(gpu_backends, speech_5s, tmp_path):
     t = num_frames(len(speech_5s), 25)
     au_be, au_ref = CudaGraphBackend(ckpt), TorchBackend(ckpt, device="cuda")
     au, mask = spans_to_condition(parse_au_spans("AU12=0.8@1.0-3.0"), t, 25, len(speech_5s) / 16_000)
-    fine = (au[None], mask[None])
+    fine = AUCondition(au[None], mask[None])
     opts = AnimateOptions(num_inference_steps=4)
-    x, _ = initial_noise(0, t, 52, 4, False)
+    x, _ = initial_noise(0, t, 4, False)
     got = au_be.sample(feats, x, emotion=0, intensity=2, options=opts, fine=fine)
     want = au_ref.sample(feats, x, emotion=0, intensity=2, options=opts, fine=fine)
     assert au_be.captures == 0 and np.abs(got - want).max() <= FP16_ATOL
@@ -307,7 +310,7 @@ def test_torch_compile_inside_the_graph(speech_5s):
     _need_cuda()
     be = CudaGraphBackend(DEFAULT_MODEL, compile=True)
     opts = AnimateOptions(num_inference_steps=4)
-    x, _ = initial_noise(0, num_frames(len(speech_5s), 25), 52, 4, False)
+    x, _ = initial_noise(0, num_frames(len(speech_5s), 25), 4, False)
     got = be.animate_batch(speech_5s[None], x, emotion=5, intensity=3, options=opts)
     eager = be.eager_sample(be.eager_encode(speech_5s)[None], x, emotion=5, intensity=3, options=opts)
     assert np.abs(got - eager).max() <= FP16_ATOL

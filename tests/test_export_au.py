@@ -15,7 +15,7 @@ import pytest
 pytest.importorskip("onnxruntime")
 pytest.importorskip("torch")
 
-from cafetalk_rt.control.au import AU_NAMES, NUM_AUS, region_anchor, spans_to_condition  # noqa: E402
+from cafetalk_rt.control.au import AU_NAMES, NUM_AUS, AUCondition, region_anchor, spans_to_condition  # noqa: E402
 from cafetalk_rt.backends.contract import GraphMetadata  # noqa: E402
 from cafetalk_rt.backends.cache import ENV_CACHE, file_sha256, graph_dir  # noqa: E402
 from cafetalk_rt.backends.onnxruntime_backend import OnnxRuntimeRunner  # noqa: E402
@@ -207,5 +207,5 @@ def test_checkpoint_without_adapter_has_no_au_graphs(tmp_path, caplog, monkeypat
     fine = _fine(["AU12@0.1-0.3"], 10)
     with pytest.raises(InputError, match="no fine-control adapter"):
         backend.sample(np.zeros((1, 20, 384), np.float32), np.zeros((1, 10, 52), np.float32), emotion=0, intensity=1,
-                       options=AnimateOptions(num_inference_steps=K), fine=(fine["au"], fine["au_mask"]))
+                       options=AnimateOptions(num_inference_steps=K), fine=AUCondition(fine["au"], fine["au_mask"]))
     backend.close()

@@ -10,6 +10,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from cafetalk_rt.diffusion import noise as seeded_noise
 from cafetalk_rt.longform import offline as longform
 from cafetalk_rt.blendshapes import MOUTH_IDX
 from cafetalk_rt.control.emotions import emotion_index
@@ -17,7 +18,7 @@ from cafetalk_rt.errors import InputError
 from cafetalk_rt.frames import (feature_hop_samples, frame_start_sample, num_feature_frames, num_frames,
                                 num_resampled_ready, resample_frames, resample_sequence)
 from cafetalk_rt.options import AnimateOptions
-from cafetalk_rt.pipeline import initial_noise
+from cafetalk_rt.diffusion.noise import initial_noise
 from cafetalk_rt.longform.windows import Stitcher, WindowOptions, crossfade, plan_windows
 
 MOUTH = list(MOUTH_IDX)
@@ -103,10 +104,10 @@ def test_piecewise_resampling_is_exact():
 
 def test_noise_is_shared_by_overlapping_windows():
     rng = np.random.default_rng(7)
-    first, rest = longform.initial_noise_frames(rng, 30), longform.initial_noise_frames(rng, 70)
-    x_t, _ = initial_noise(7, 100, 52, 1, False)  # the single-window path's x_T
+    first, rest = seeded_noise.initial_noise_frames(rng, 30), seeded_noise.initial_noise_frames(rng, 70)
+    x_t, _ = initial_noise(7, 100, 1, False)  # the single-window path's x_T
     assert np.array_equal(np.concatenate([first, rest]), x_t[0])
-    assert np.array_equal(longform.window_step_noise(7, 3, 40, 60), longform.window_step_noise(7, 3, 0, 60)[:, 40:])
+    assert np.array_equal(seeded_noise.window_step_noise(7, 3, 40, 60), seeded_noise.window_step_noise(7, 3, 0, 60)[:, 40:])
 
 
 def test_ddpm_groups_are_capped():
@@ -131,7 +132,7 @@ def test_short_clip_is_the_single_window_path(animator, clip):
     """Clips up to window_s are bit-identical to encode → one sample call (the pre-window path)."""
     be = animator.backend
     feats = be.encode(clip)[None]
-    x_t, _ = initial_noise(OPT.seed, num_frames(clip.size, 25), 52, 2, False)
+    x_t, _ = initial_noise(OPT.seed, num_frames(clip.size, 25), 2, False)
     x0 = be.sample(feats, x_t, emotion=emotion_index(OPT.emotion), intensity=OPT.intensity, options=OPT)[0]
     assert np.array_equal(animator.animate(clip, OPT).blendshapes, np.clip(x0, 0, 1))
 
@@ -155,7 +156,7 @@ def test_overlapping_windows_agree(animator, clip):
     """Both windows of an overlap start from the same noise: away from the window edges their
     mouth curves agree closely (measured mean 0.005), so the crossfade blends near-equal curves."""
     plan = plan_windows(clip.size, 25, SHORT)
-    noise = longform.initial_noise_frames(np.random.default_rng(OPT.seed), plan.num_frames)
+    noise = seeded_noise.initial_noise_frames(np.random.default_rng(OPT.seed), plan.num_frames)
     raw = np.clip(longform.sample_group(animator.backend, clip, noise, plan, [0, 1], OPT), 0, 1)
     start = plan.frame_span(1)[0]
     a, b = raw[0, start:, MOUTH].T, raw[1, : plan.overlap_frames, MOUTH].T  # (O, C) each

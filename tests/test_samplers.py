@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from cafetalk_rt.diffusion.guidance import combine, guided_denoiser, num_branches
+from cafetalk_rt.diffusion.guidance import BranchPlan, combine, guided_denoiser
 from cafetalk_rt.diffusion.samplers import sample_ddim, sample_ddpm, sample_dpmpp_2m
 from cafetalk_rt.diffusion.schedule import inference_timesteps, make_schedule
 
@@ -95,7 +95,7 @@ def test_cfg_combine():
     np.testing.assert_allclose(combine(x, b, 1.0, 1.0), full)  # no guidance → conditioned
     np.testing.assert_allclose(combine(x, b, 1.0, 2.0), 4.0)  # 1 + 1·(2−1) + 2·(3−2)
     np.testing.assert_allclose(combine(x, b, 0.0, 0.0), 1.0)  # unconditional
-    assert num_branches(1.0, 1.0) == 1 and num_branches(1.0, 1.5) == 3
+    assert BranchPlan.for_scales(1.0, 1.0).num_base == 1 and BranchPlan.for_scales(1.0, 1.5).num_base == 3
 
 
 def test_guided_denoiser_batches_branches_in_one_call():

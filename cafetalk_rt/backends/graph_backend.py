@@ -37,7 +37,8 @@ from cafetalk_rt.backends.contract import (AU_VARIANTS, COND_VARIANTS, GraphMeta
                                            graph_filename)
 from cafetalk_rt.errors import InputError, MissingDependencyError
 from cafetalk_rt.model_files import check_checkpoint, has_fine_control
-from cafetalk_rt.diffusion.guidance import num_branches
+from cafetalk_rt.control.au import AUCondition
+from cafetalk_rt.diffusion.guidance import BranchPlan
 from cafetalk_rt.diffusion.samplers import SAMPLERS
 from cafetalk_rt.diffusion.schedule import inference_timesteps, make_schedule
 
@@ -113,19 +114,19 @@ class GraphBackend:
         return run(meta.feed(audio=np.asarray(audio, np.float32)[None]))["audio_features"][0]
 
     def sample(self, features: np.ndarray, noise: np.ndarray, *, emotion: int, intensity: int, options,
-               step_noise: np.ndarray | None = None, fine=None) -> np.ndarray:
+               step_noise: np.ndarray | None = None, fine: AUCondition | None = None) -> np.ndarray:
         """Denoise ``noise`` (B, T, 52) given ``features`` (B, T_a, 384); returns blendshapes
         (B, T, 52) float32 (clipped to [0, 1] by the DDIM graph, unclipped for host samplers).
-        ``step_noise`` (K, B, T, 52) is required for DDPM. ``fine``: optional AU condition
-        ``(au (B, T, n_AU) float32, au_mask (B, T) bool)`` at the model fps, guided with
-        ``options.au_guidance_scale`` (the ``*_au`` graphs).
+        ``step_noise`` (K, B, T, 52) is required for DDPM. ``fine``: optional
+        :class:`~cafetalk_rt.control.au.AUCondition` (B, T, n_AU) / (B, T) at the model fps, guided
+        with ``options.au_guidance_scale`` (the ``*_au`` graphs).
 
         Raises:
             InputError: an AU condition for a checkpoint without the fine-control adapter.
         """
         b = noise.shape[0]
         conds = {"emotion": np.full(b, emotion, np.int64), "intensity": np.full(b, intensity, np.float32)}
-        unguided = fine is None and num_branches(options.audio_guidance_scale, options.guidance_scale) == 1
+        unguided = fine is None and BranchPlan.for_options(options).num_base == 1
         if not unguided:  # CFG off: the *_cond graphs evaluate the conditional branch alone (B rows, not 3B)
             conds.update(guidance_scale=np.full(b, options.guidance_scale, np.float32),
                          audio_guidance_scale=np.full(b, options.audio_guidance_scale, np.float32))
@@ -133,7 +134,7 @@ class GraphBackend:
             if not self.fine_control:
                 raise InputError(f"{self.model_path.name} has no fine-control adapter (a stage-1 checkpoint), so AU "
                                  "spans cannot be applied; pass a stage-2 checkpoint with --model")
-            conds.update(au=fine[0], au_mask=fine[1], au_guidance_scale=np.full(b, options.au_guidance_scale, np.float32))
+            conds.update(au=fine.au, au_mask=fine.au_mask, au_guidance_scale=np.full(b, options.au_guidance_scale, np.float32))
         variants = AU_VARIANTS if fine is not None else COND_VARIANTS if unguided else {}
         kind = {plain: variants.get(plain, plain) for plain in ("sampler", "denoiser_step")}
         k = options.num_inference_steps
@@ -155,8 +156,8 @@ class GraphBackend:
 
         schedule = make_schedule(info.schedule, info.num_train_timesteps)
         timesteps = inference_timesteps(k, info.num_train_timesteps)
-        kwargs = {"noise": [tile(z) for z in step_noise]} if options.sampler == "ddpm" else {}
-        x0 = SAMPLERS[options.sampler](denoiser, tile(noise), timesteps, schedule, **kwargs)[:b]
+        steps = None if step_noise is None else [tile(z) for z in step_noise]
+        x0 = SAMPLERS[options.sampler](denoiser, tile(noise), timesteps, schedule, noise=steps)[:b]
         return (x0 * info.bs_std + info.bs_mean).astype(np.float32)
 
     def close(self) -> None:

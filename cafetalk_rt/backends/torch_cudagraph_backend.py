@@ -9,7 +9,8 @@ What runs on the GPU (issue 5, "GPU path without TensorRT"):
   rounding). Attention is ``torch.nn.functional.scaled_dot_product_attention`` in both networks
   (``nn/denoiser.py`` ``Attention``, ``nn/speech_encoder.py`` ``WhisperSpeechEncoder._attention``),
   so PyTorch can pick a fused CUDA kernel (with an additive bias: the memory-efficient one).
-* The program is the eager torch backend's own (:func:`~cafetalk_rt.backends.torch_backend.sample_tensors`:
+* The program is the eager torch backend's own (:func:`~cafetalk_rt.backends.torch_backend.sample_tensors` over
+  :class:`~cafetalk_rt.nn.guided.GuidedDenoiser`:
   all CFG branches in one batched forward per step, K steps of DDIM or DPM-Solver++(2M)), run on
   static buffers and captured with ``torch.cuda.graph`` into ONE ``torch.cuda.CUDAGraph`` per
   bucket :class:`GraphKey` = (program kind, batch, input frames, frames, K, sampler, CFG on/off):
@@ -51,7 +52,8 @@ from typing import Callable, Mapping, NamedTuple
 import numpy as np
 import torch
 
-from cafetalk_rt.backends.torch_backend import BranchLayout, sample_arrays, sample_tensors
+from cafetalk_rt.backends.torch_backend import guided_denoiser, sample_arrays, sample_tensors
+from cafetalk_rt.diffusion.guidance import BranchPlan
 from cafetalk_rt.errors import InputError
 from cafetalk_rt.nn.checkpoint import load_denoiser
 from cafetalk_rt.nn.log_mel import LogMelSpectrogram, exact_fp32_conv
@@ -118,7 +120,7 @@ def graph_key(kind: str, batch: int, input_frames: int, num_frames: int = 0, opt
         return GraphKey(kind, int(batch), int(input_frames))
     if options.sampler not in GRAPH_SAMPLERS:
         raise ValueError(f"no CUDA graph for the {options.sampler!r} sampler (graphs: {', '.join(GRAPH_SAMPLERS)})")
-    guided = BranchLayout.for_options(batch, options).num_base > 1
+    guided = BranchPlan.for_options(options).num_base > 1
     return GraphKey(kind, int(batch), int(input_frames), int(num_frames), int(options.num_inference_steps),
                     options.sampler, guided)
 
@@ -393,9 +395,8 @@ class CudaGraphBackend:
 
     def _program(self, key: GraphKey) -> Callable[[dict], torch.Tensor]:
         """``program(inputs) -> output`` of ``key``: the encoder and/or the torch backend's
-        ``sample_tensors``, with the branch keep vectors made now (before any capture)."""
-        layout = BranchLayout(key.batch, 3 if key.guided else 1)
-        keeps = layout.keep_vectors(self.device) if key.kind != "encode" else None
+        ``sample_tensors``, with its guided denoiser built now (before any capture)."""
+        guided = guided_denoiser(self.model, self.schedule, BranchPlan(3 if key.guided else 1), net=self._net)
 
         def program(inp: dict) -> torch.Tensor:
             if key.kind == "sample":
@@ -406,10 +407,10 @@ class CudaGraphBackend:
                 features = self._encoder_net(mel.to(self.dtype))  # (B, T_a, D_a) fp16
                 if key.kind == "encode":
                     return features.float()
-            return sample_tensors(self.model, self.schedule, layout, features, inp["noise"], emotion=inp["emotion"],
+            return sample_tensors(guided, features, inp["noise"], emotion=inp["emotion"],
                                   intensity=inp["intensity"], audio_guidance_scale=inp["audio_guidance_scale"],
                                   guidance_scale=inp["guidance_scale"], sampler=key.sampler,
-                                  num_inference_steps=key.num_inference_steps, keeps=keeps, net=self._net)
+                                  num_inference_steps=key.num_inference_steps)
 
         return program
 

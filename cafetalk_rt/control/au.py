@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -308,3 +309,44 @@ def spans_to_condition(spans, num_frames: int, fps: float, duration_s: float,
         au[sel, k] = np.maximum(au[sel, k], s.intensity)
         mask |= sel
     return au, mask
+
+
+@dataclass(frozen=True)
+class AUCondition:
+    """The fine (AU) condition of paper Eq. 6 at the model fps, as the backends take it.
+
+    Attributes:
+        au: (…, T, n_AU) float32 intensities in [0, 1], ``AU_NAMES`` order (0 = no control).
+        au_mask: (…, T) bool, the frames of Z (covered by some span).
+    Both are numpy arrays, or torch tensors inside the torch backends; a batch has a leading
+    B axis, one clip none.
+    """
+
+    au: Any
+    au_mask: Any
+
+    @classmethod
+    def from_spans(cls, spans, num_frames: int, fps: float, duration_s: float) -> "AUCondition":
+        """One clip's condition (T, n_AU) / (T,) from AU spans (:func:`spans_to_condition`).
+
+        Raises:
+            InputError: as :func:`spans_to_condition`.
+        """
+        return cls(*spans_to_condition(spans, num_frames, fps, duration_s))
+
+    @classmethod
+    def stack(cls, conditions: "list[AUCondition]") -> "AUCondition":
+        """Clips of one length → a batch: (B, T, n_AU) / (B, T)."""
+        return cls(np.stack([c.au for c in conditions]), np.stack([c.au_mask for c in conditions]))
+
+    def frames(self, start: int, stop: int) -> "AUCondition":
+        """Frames ``[start, stop)`` of one clip's condition."""
+        return AUCondition(self.au[start:stop], self.au_mask[start:stop])
+
+    def region_mask(self) -> np.ndarray:
+        """Z per frame and channel, (…, T, 52) float32 (:func:`region_channel_mask`)."""
+        return region_channel_mask(self.au, self.au_mask)
+
+    def anchor(self) -> np.ndarray:
+        """The anchor region, (…, 1, 52) float32 (:func:`region_anchor`)."""
+        return region_anchor(self.au, self.au_mask)

@@ -32,6 +32,7 @@ bit-identical to the uncontrolled result.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable
 
 #: Names of the condition branches in batch order; with an AU condition ``FINE_BRANCH`` follows.
@@ -42,19 +43,50 @@ BRANCH_KEEPS = {"full": (1.0, 1.0, 0.0), "audio_only": (1.0, 0.0, 0.0), "null": 
                 FINE_BRANCH: (1.0, 1.0, 1.0)}
 
 
-def num_branches(audio_guidance_scale: float, guidance_scale: float, fine: bool = False) -> int:
-    """1 when no guidance is needed (both scales 1.0), else 3; plus 1 with an AU condition."""
-    n = 1 if (audio_guidance_scale == 1.0 and guidance_scale == 1.0) else 3
-    return n + 1 if fine else n
+@dataclass(frozen=True)
+class BranchPlan:
+    """The branch layout of one batched denoiser call, computed once from the options.
 
+    Rows are block-major: block ``j`` holds rows ``[j·B, (j+1)·B)``. Without an AU condition the
+    blocks are ``BRANCHES[:num_base]``; with one (``fine``) they are those, then ``FINE_BRANCH`` at
+    the controlled x_t, then ``BRANCHES[:num_base]`` again at the uncontrolled x_t
+    (:func:`anchored_fine_denoiser`).
 
-def row_keeps(num_base: int, *, anchored_fine: bool = False) -> list[tuple[float, float, float]]:
-    """(audio_keep, coarse_keep, fine_keep) of each block of B rows of one batched denoiser call:
-    ``BRANCHES[:num_base]`` (num_base = 1 or 3); with ``anchored_fine`` the layout of
-    :func:`anchored_fine_denoiser`: those branches and ``FINE_BRANCH`` at the controlled x_t, then
-    the same branches at the uncontrolled x_t ((2·num_base + 1) blocks)."""
-    base = [BRANCH_KEEPS[name] for name in BRANCHES[:num_base]]
-    return base + [BRANCH_KEEPS[FINE_BRANCH]] + base if anchored_fine else base
+    Attributes:
+        num_base: 1 (CFG off: both scales 1.0, the fully conditioned branch alone) or 3.
+        fine: an AU condition is present (2·num_base + 1 blocks).
+    Raises:
+        ValueError: ``num_base`` other than 1 or 3.
+    """
+
+    num_base: int
+    fine: bool = False
+
+    def __post_init__(self):
+        if self.num_base not in (1, 3):
+            raise ValueError(f"num_base is 1 (CFG off) or 3 (CFG), got {self.num_base}")
+
+    @classmethod
+    def for_scales(cls, audio_guidance_scale: float, guidance_scale: float, fine: bool = False) -> "BranchPlan":
+        """The plan for s_a, s_c (Python floats): CFG is skipped when both are 1.0 (the one place
+        the branch count is derived)."""
+        return cls(1 if (audio_guidance_scale == 1.0 and guidance_scale == 1.0) else 3, fine)
+
+    @classmethod
+    def for_options(cls, options: Any, fine: bool = False) -> "BranchPlan":
+        """:meth:`for_scales` of ``options.audio_guidance_scale`` and ``options.guidance_scale``."""
+        return cls.for_scales(options.audio_guidance_scale, options.guidance_scale, fine)
+
+    @property
+    def rows(self) -> tuple[tuple[float, float, float], ...]:
+        """(audio_keep, coarse_keep, fine_keep) of each block (1 = condition given, 0 = dropped)."""
+        base = [BRANCH_KEEPS[name] for name in BRANCHES[: self.num_base]]
+        return tuple(base + [BRANCH_KEEPS[FINE_BRANCH]] + base if self.fine else base)
+
+    @property
+    def num_blocks(self) -> int:
+        """Blocks of B rows in one batched call: num_base, or 2·num_base + 1 with ``fine``."""
+        return len(self.rows)
 
 
 def combine(x0_branches: Any, batch_size: int, audio_guidance_scale: float, guidance_scale: float,
@@ -90,10 +122,11 @@ def guided_denoiser(
 
     ``repeat(x, n)`` tiles x n times along the batch axis (np.concatenate / torch.cat).
     ``branches``: n when the scales are tensors (e.g. the static buffers of a CUDA graph, where
-    comparing them with 1.0 on the host would synchronise); default ``num_branches`` of the scales.
+    comparing them with 1.0 on the host would synchronise); default: ``BranchPlan.for_scales``'s
+    num_base, plus 1 with ``au_mask``.
     """
-    n = branches if branches is not None else num_branches(audio_guidance_scale, guidance_scale,
-                                                           fine=au_mask is not None)
+    n = branches if branches is not None else BranchPlan.for_scales(audio_guidance_scale, guidance_scale).num_base + (
+        au_mask is not None)
 
     def denoise(x_t: Any, t: int) -> Any:
         out = batched_denoiser(repeat(x_t, n) if n > 1 else x_t, t)
@@ -126,10 +159,10 @@ def anchored_fine_denoiser(
 
     Args:
         au_mask: (B, T, 1 or C) Z of Eq. 6; anchor: (B, 1 or T, C) 1 where the control may act.
-        num_base: n; default ``num_branches(audio_guidance_scale, guidance_scale)``. Pass 3 when
-            the scales are per-row tensors (an exported graph always runs all three branches).
+        num_base: n; default ``BranchPlan.for_scales(audio_guidance_scale, guidance_scale).num_base``.
+            Pass the plan's when the scales are tensors (``nn.guided.GuidedDenoiser``).
     """
-    n = num_branches(audio_guidance_scale, guidance_scale) if num_base is None else num_base
+    n = BranchPlan.for_scales(audio_guidance_scale, guidance_scale).num_base if num_base is None else num_base
     b = batch_size
 
     def denoise(x_t: Any, t: int) -> Any:

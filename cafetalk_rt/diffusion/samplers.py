@@ -1,8 +1,12 @@
 """Samplers as plain functions (k-diffusion style), for an x0-predicting denoiser.
 
+Every sampler has one signature, ``sample_<name>(denoiser, x, timesteps, schedule, *, noise=None,
+callback=None)`` (k-diffusion's shape), so no caller branches on a sampler's name; ``noise`` is
+the per-step noise of the stochastic samplers (DDPM needs it, the deterministic ones ignore it).
+
 ``denoiser(x_t, t) -> x0_pred`` takes ``x_t`` (B, T, C) and an integer timestep and returns the
 guided x0 prediction of the same shape (classifier-free guidance is folded in by
-:func:`cafetalk_rt.diffusion.guidance.guided_denoiser`). The functions use only arithmetic on the arrays,
+:class:`cafetalk_rt.nn.guided.GuidedDenoiser` or :func:`cafetalk_rt.diffusion.guidance.guided_denoiser`). The functions use only arithmetic on the arrays,
 so the same code runs on numpy arrays, torch tensors and inside an exported graph. Randomness
 enters only through ``noise``.
 """
@@ -40,6 +44,7 @@ def sample_ddim(
     timesteps: Sequence[int],
     schedule: NoiseSchedule,
     *,
+    noise: Sequence[Any] | None = None,
     callback: Callback | None = None,
 ) -> Any:
     """Deterministic DDIM (Song et al. 2021, Eq. 12 with σ = 0).
@@ -47,6 +52,7 @@ def sample_ddim(
     Args:
         x: x_T, the initial noise (B, T, C), scaled by 1 (unit variance).
         timesteps: K descending training timesteps (see ``inference_timesteps``).
+        noise: ignored (deterministic sampler; accepted so all samplers share one signature).
     Returns:
         x0 estimate (B, T, C): the last step returns the denoiser's x0 prediction.
     """
@@ -66,7 +72,7 @@ def sample_ddpm(
     timesteps: Sequence[int],
     schedule: NoiseSchedule,
     *,
-    noise: Sequence[Any],
+    noise: Sequence[Any] | None = None,
     callback: Callback | None = None,
 ) -> Any:
     """Ancestral DDPM (Ho et al. 2020, Algorithm 2) over arbitrary descending timesteps,
@@ -79,8 +85,10 @@ def sample_ddpm(
         noise: K arrays shaped like ``x``, the fresh Gaussian noise per step (the last is
             unused; pass it anyway so the length equals K).
     Raises:
-        ValueError: ``len(noise) != len(timesteps)``.
+        ValueError: no ``noise``, or ``len(noise) != len(timesteps)``.
     """
+    if noise is None:
+        raise ValueError("the DDPM sampler draws fresh noise at every step: pass noise, K arrays shaped like x")
     if len(noise) != len(timesteps):
         raise ValueError(f"need one noise array per step: {len(timesteps)} steps, {len(noise)} arrays")
     abar = schedule.alphas_cumprod
@@ -104,6 +112,7 @@ def sample_dpmpp_2m(
     timesteps: Sequence[int],
     schedule: NoiseSchedule,
     *,
+    noise: Sequence[Any] | None = None,
     callback: Callback | None = None,
 ) -> Any:
     """DPM-Solver++(2M) (Lu et al. 2022, arXiv 2211.01095, Algorithm 2): a deterministic
@@ -117,6 +126,7 @@ def sample_dpmpp_2m(
     Args:
         x: x_T (B, T, C), unit variance.
         timesteps: K descending training timesteps.
+        noise: ignored (deterministic sampler).
     Returns:
         x0 estimate (B, T, C).
     """
@@ -140,3 +150,5 @@ def sample_dpmpp_2m(
 
 
 SAMPLERS = {"ddim": sample_ddim, "ddpm": sample_ddpm, "dpmpp_2m": sample_dpmpp_2m}
+#: Samplers that draw fresh noise at every step (they need ``noise``).
+STOCHASTIC_SAMPLERS = frozenset({"ddpm"})

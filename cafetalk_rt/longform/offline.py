@@ -5,12 +5,10 @@ Memory is bounded for any length: besides the audio and the (N, 52) output (plus
 initial noise), only one batch of at most ``max_batch`` windows is alive at a time, i.e.
 O(max_batch · window) whatever the clip's duration (see :func:`windows_per_call`).
 
-Noise: x_T of every window is a slice of ONE global (N, 52) sequence drawn from
-``numpy.random.default_rng(seed)`` frame by frame — the same numbers the single-window path
-draws for a clip of N frames — so two windows start from identical noise on the frames they
-share and agree closely there. DDPM's per-step noise (K, T, 52) would be O(K · N) globally, so
-windows draw it per frame from ``default_rng([seed, STEP_NOISE_STREAM, frame])``: also equal
-on shared frames, and only O(K · window) at a time.
+Noise (:mod:`cafetalk_rt.diffusion.noise`): x_T of every window is a slice of ONE global (N, 52)
+sequence — the same numbers the single-window path draws for a clip of N frames — so two windows
+start from identical noise on the frames they share and agree closely there; DDPM's per-step
+noise is drawn per frame, also equal on shared frames.
 """
 from __future__ import annotations
 
@@ -19,32 +17,17 @@ import logging
 import numpy as np
 
 from cafetalk_rt.blendshapes import NUM_BLENDSHAPES
+from cafetalk_rt.control.au import AUCondition
+from cafetalk_rt.diffusion.noise import initial_noise_frames, window_step_noise
+from cafetalk_rt.diffusion.samplers import STOCHASTIC_SAMPLERS
 from cafetalk_rt.control.emotions import emotion_index
 from cafetalk_rt.errors import InputError
 from cafetalk_rt.longform.windows import Stitcher, WindowOptions, WindowPlan
 
 log = logging.getLogger(__name__)
 
-#: Second entropy word of the per-frame DDPM step-noise generators (keeps them apart from x_T).
-STEP_NOISE_STREAM = 0x5EED
 #: Cap on DDPM step-noise floats per backend call (2^26 floats = 256 MiB): K = 1000 → fewer windows.
 MAX_STEP_NOISE_FLOATS = 1 << 26
-
-
-def initial_noise_frames(rng: np.random.Generator, num_frames: int) -> np.ndarray:
-    """The next ``num_frames`` frames of the global x_T sequence, (num_frames, 52) float32.
-    Drawing n then m frames gives the same numbers as drawing n + m at once."""
-    return rng.standard_normal((num_frames, NUM_BLENDSHAPES), dtype=np.float32)
-
-
-def window_step_noise(seed: int, num_steps: int, start: int, stop: int) -> np.ndarray:
-    """DDPM per-step noise of frames ``[start, stop)``: (K, stop − start, 52) float32; frame f's
-    noise depends only on (seed, f), so overlapping windows share it."""
-    out = np.empty((num_steps, stop - start, NUM_BLENDSHAPES), np.float32)
-    for j, f in enumerate(range(start, stop)):
-        rng = np.random.default_rng([seed, STEP_NOISE_STREAM, f])
-        out[:, j] = rng.standard_normal((num_steps, NUM_BLENDSHAPES), dtype=np.float32)
-    return out
 
 
 def windows_per_call(backend, window_options: WindowOptions) -> int:
@@ -65,7 +48,7 @@ def window_groups(plan: WindowPlan, indices, options, max_batch: int) -> list[li
     ≤ MAX_STEP_NOISE_FLOATS); the clip's last window, when shorter in frames or audio, is a call of
     its own, as a batch needs one shape."""
     cap = max_batch
-    if options.sampler == "ddpm":
+    if options.sampler in STOCHASTIC_SAMPLERS:
         per_window = options.num_inference_steps * plan.window_frames * NUM_BLENDSHAPES
         cap = max(1, min(cap, MAX_STEP_NOISE_FLOATS // per_window))
     full = _window_shape(plan, 0) if plan.windowed else None
@@ -104,14 +87,14 @@ def encode_windows(backend, audio: np.ndarray, plan: WindowPlan, group: list[int
 
 
 def sample_group(backend, audio: np.ndarray, noise: np.ndarray, plan: WindowPlan, group: list[int], options, *,
-                 audio_offset: int = 0, noise_offset: int = 0, fine=None) -> np.ndarray:
+                 audio_offset: int = 0, noise_offset: int = 0, fine: AUCondition | None = None) -> np.ndarray:
     """Encode and denoise the windows of ``group`` (equal lengths) in one backend call.
 
     Args:
         audio: the clip's samples from ``audio_offset`` on, covering every ``audio_span``.
         noise: the global x_T frames from ``noise_offset`` on, covering every ``frame_span``.
-        fine: the whole clip's AU condition (au (N, n_AU), au_mask (N,)) at the model fps, or
-            None; required when ``options.au_spans`` is set.
+        fine: the whole clip's AU condition (N, n_AU) / (N,) at the model fps, or None;
+            required when ``options.au_spans`` is set.
     Returns:
         (B, T_i, 52) float32 x0 in blendshape units, not clipped.
     Raises:
@@ -124,21 +107,20 @@ def sample_group(backend, audio: np.ndarray, noise: np.ndarray, plan: WindowPlan
     spans = [plan.frame_span(i) for i in group]
     x_t = np.stack([noise[s - noise_offset : e - noise_offset] for s, e in spans])  # (B, T_i, 52)
     step_noise = None
-    if options.sampler == "ddpm":
+    if options.sampler in STOCHASTIC_SAMPLERS:
         step_noise = np.stack([window_step_noise(options.seed, options.num_inference_steps, s, e) for s, e in spans],
                               axis=1)  # (K, B, T_i, 52)
-    kw = {} if fine is None else {"fine": (np.stack([fine[0][s:e] for s, e in spans]),
-                                           np.stack([fine[1][s:e] for s, e in spans]))}  # (B, T_i, n_AU), (B, T_i)
+    kw = {} if fine is None else {"fine": AUCondition.stack([fine.frames(s, e) for s, e in spans])}  # (B, T_i, …)
     x0 = backend.sample(features, x_t, emotion=emotion_index(options.emotion), intensity=options.intensity,
                         options=options, step_noise=step_noise, **kw)
     return np.asarray(x0, np.float32)
 
 
 def animate_windows(backend, audio: np.ndarray, plan: WindowPlan, options,
-                    window_options: WindowOptions, *, fine=None) -> np.ndarray:
+                    window_options: WindowOptions, *, fine: AUCondition | None = None) -> np.ndarray:
     """Animate a windowed clip offline: (L,) float32 16 kHz → (N, 52) float32 x0 in blendshape
     units at the model fps, stitched, not clipped. ``fine``: optional AU condition
-    (au (N, n_AU), au_mask (N,)) of the whole clip at the model fps.
+    (N, n_AU) / (N,) of the whole clip at the model fps.
 
     Raises:
         ValueError: ``plan`` is not windowed (use the single-window path) or does not match ``audio``.

@@ -30,7 +30,8 @@ from cafetalk_rt.blendshapes import NUM_BLENDSHAPES
 from cafetalk_rt.errors import AudioInputError, InputError
 from cafetalk_rt.frames import (SAMPLE_RATE, first_source_frame, frame_start_sample, num_frames,
                                 num_resampled_ready, resample_frames)
-from cafetalk_rt.longform.offline import initial_noise_frames, sample_group, window_groups, windows_per_call
+from cafetalk_rt.diffusion.noise import initial_noise_frames
+from cafetalk_rt.longform.offline import sample_group, window_groups, windows_per_call
 from cafetalk_rt.options import AnimateOptions
 from cafetalk_rt.longform.windows import Stitcher, WindowOptions, WindowPlan, plan_windows
 
