@@ -236,7 +236,7 @@ def tensorrt_profiles(kind: str) -> dict[str, tuple[tuple[int, ...], tuple[int, 
 
 
 def contract_markdown() -> str:
-    """The I/O contract as Markdown tables (the README section is generated from this)."""
+    """The I/O contract as Markdown tables (docs/export.md holds them; tests/test_layout.py checks)."""
     rows = []
     for kind, g in GRAPHS.items():
         rows.append(f"\n**{kind}**\n\n| | name | dtype | shape | meaning |\n|---|---|---|---|---|")

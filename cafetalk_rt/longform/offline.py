@@ -96,7 +96,7 @@ def sample_group(backend, audio: np.ndarray, noise: np.ndarray, plan: WindowPlan
         fine: the whole clip's AU condition (N, n_AU) / (N,) at the model fps, or None;
             required when ``options.au_spans`` is set.
     Returns:
-        (B, T_i, 52) float32 x0 in blendshape units, not clipped.
+        (B, T_i, 52) float32 blendshapes in [0, 1] (clipped per window, before any crossfade).
     Raises:
         InputError: ``options.au_spans`` without ``fine`` (e.g. streaming, not supported yet).
     """
@@ -111,15 +111,18 @@ def sample_group(backend, audio: np.ndarray, noise: np.ndarray, plan: WindowPlan
         step_noise = np.stack([window_step_noise(options.seed, options.num_inference_steps, s, e) for s, e in spans],
                               axis=1)  # (K, B, T_i, 52)
     kw = {} if fine is None else {"fine": AUCondition.stack([fine.frames(s, e) for s, e in spans])}  # (B, T_i, …)
-    x0 = backend.sample(features, x_t, emotion=emotion_index(options.emotion), intensity=options.intensity,
-                        options=options, step_noise=step_noise, **kw)
-    return np.asarray(x0, np.float32)
+    blend = backend.sample(features, x_t, emotion=emotion_index(options.emotion), intensity=options.intensity,
+                           options=options, step_noise=step_noise, **kw)
+    # Clipped before the crossfade, as the fused DDIM graphs already return it: otherwise a backend
+    # that clips inside its graph and one that does not would stitch overlaps differently (measured:
+    # 1.7e-3 on tongueOut in an overlap, ONNX Runtime vs torch, before this clip).
+    return np.clip(np.asarray(blend, np.float32), 0.0, 1.0)
 
 
 def animate_windows(backend, audio: np.ndarray, plan: WindowPlan, options,
                     window_options: WindowOptions, *, fine: AUCondition | None = None) -> np.ndarray:
     """Animate a windowed clip offline: (L,) float32 16 kHz → (N, 52) float32 x0 in blendshape
-    units at the model fps, stitched, not clipped. ``fine``: optional AU condition
+    units at the model fps, each window clipped to [0, 1], then stitched. ``fine``: optional AU condition
     (N, n_AU) / (N,) of the whole clip at the model fps.
 
     Raises:
