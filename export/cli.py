@@ -1,4 +1,4 @@
-"""``python -m export onnx|tensorrt|triton`` (also reached as ``cafetalk-rt export …``).
+"""``python -m export onnx|tensorrt|ship|triton`` (also reached as ``cafetalk-rt export …``).
 
 Flags are declared once, in :data:`cafetalk_rt.cli.export.COMMANDS`. Prints one line per file:
 written (with seconds, nodes and size) or kept because it was up to date.
@@ -14,15 +14,17 @@ from cafetalk_rt.cli.export import add_commands
 
 
 def _model(args) -> Path:
-    from cafetalk_rt.pipeline import DEFAULT_MODEL
+    from cafetalk_rt.model_files import DEFAULT_MODEL
 
     return Path(args.model) if args.model else DEFAULT_MODEL
 
 
 def _onnx(args) -> int:
+    from cafetalk_rt.backends.cache import file_sha256, graph_dir
     from export.onnx_export import export_onnx
 
-    results = export_onnx(_model(args), args.out, num_inference_steps=tuple(args.num_inference_steps),
+    out = args.out or graph_dir(file_sha256(_model(args)))
+    results = export_onnx(_model(args), out, num_inference_steps=tuple(args.num_inference_steps),
                           kinds=tuple(args.graphs), precisions=tuple(args.precision), force=args.force)
     for r in results:
         size = r.path.stat().st_size / 1e6
@@ -39,6 +41,14 @@ def _tensorrt(args) -> int:
                               workspace_gib=args.workspace_gib, force=args.force,
                               onnx_files=tuple(Path(p) for p in args.onnx)):
         print(f"{path}: engine ready")
+    return 0
+
+
+def _ship(args) -> int:
+    from export.ship import ship
+
+    for path in ship(_model(args)):
+        print(f"{path}: packed")
     return 0
 
 
@@ -59,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     add_commands(ap)
     args = ap.parse_args(argv)
     try:
-        return {"onnx": _onnx, "tensorrt": _tensorrt, "triton": _triton}[args.export_cmd](args)
+        return {"onnx": _onnx, "tensorrt": _tensorrt, "ship": _ship, "triton": _triton}[args.export_cmd](args)
     except (FileNotFoundError, ValueError, ImportError, RuntimeError) as e:
         print(f"export: error: {e}", file=sys.stderr)
         return 2

@@ -19,7 +19,6 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from cafetalk_rt.diffusion import guidance  # noqa: E402
 from cafetalk_rt.backends.torch_backend import TorchBackend, sample_arrays  # noqa: E402
 from cafetalk_rt.control.au import AUCondition  # noqa: E402
 from cafetalk_rt.diffusion.guidance import BranchPlan  # noqa: E402

@@ -1,4 +1,4 @@
-"""``cafetalk-rt export onnx|tensorrt|triton``: flags for the exporter (``python -m export``).
+"""``cafetalk-rt export onnx|tensorrt|ship|triton``: flags for the exporter (``python -m export``).
 
 The runtime never imports ``export`` (nor torch, which it needs), so this module only declares
 the flags (``cafetalk-rt export onnx --help`` works without PyTorch) and runs
@@ -23,7 +23,8 @@ _FORCE = ("--force", dict(action="store_true", help="rebuild even when an up-to-
 COMMANDS: dict[str, tuple[str, list[tuple[str, dict]]]] = {
     "onnx": ("write the ONNX graphs (speech encoder, denoiser step, fused K-step sampler, end-to-end; "
              "their *_au fine-control variants for checkpoints with the stage-2 adapter)", [
-        _MODEL, ("--out", dict(default="exported", help="output directory (default ./exported)")), _STEPS,
+        _MODEL, ("--out", dict(default=None, help="output directory (default: the user cache of that checkpoint, "
+                                                  "where the runtime looks: $CAFETALK_RT_CACHE/onnx/<sha16>/)")), _STEPS,
         ("--graphs", dict(nargs="+", choices=GRAPH_KINDS, default=list(GRAPH_KINDS),
                           help="which graphs (default all; the *_au ones need a checkpoint with the adapter; *_cond: "
                                "CFG off, one branch per step)")),
@@ -36,6 +37,8 @@ COMMANDS: dict[str, tuple[str, list[tuple[str, dict]]]] = {
                           help="graphs to export (fp16 ONNX) and build (*_au: checkpoints with the adapter only)")),
         ("--onnx", dict(nargs="*", default=[], metavar="FILE", help="also build these ONNX files as they are")),
         ("--workspace-gib", dict(type=float, default=4.0, help="builder workspace limit")), _FORCE]),
+    "ship": ("rebuild the default model's graphs shipped in the package (cafetalk_rt/assets/graphs: fp16-stored "
+             "weights in one shared weights.bin); run after replacing the shipped checkpoint", [_MODEL]),
     "triton": ("write a Triton Inference Server model repository", [
         _MODEL, ("--out", dict(required=True, help="model repository directory")), _STEPS,
         ("--platforms", dict(nargs="+", choices=("onnxruntime", "tensorrt"), default=["onnxruntime", "tensorrt"])),
