@@ -1,6 +1,6 @@
 """One-shot CUDA check of the ``torch_cudagraph`` backend (issue 5): parity, then timings.
 
-On a CUDA machine (the device tool's command is in README "GPU path"):
+On a CUDA machine (the device tool's command is in docs/gpu.md):
 
 1. ``--pytest``: runs ``tests/test_cudagraph.py -m "gpu and not slow"`` (graph vs eager parity,
    replays with new inputs, bucket reuse, windows through ``Animator``, eager fallbacks) and

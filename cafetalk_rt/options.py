@@ -12,14 +12,14 @@ from cafetalk_rt.errors import InputError
 from cafetalk_rt.frames import check_fps
 from cafetalk_rt.diffusion.samplers import SAMPLERS
 
-#: Default number of denoising steps (DDIM). Chosen from the quality-vs-steps table in the README
+#: Default number of denoising steps (DDIM). Chosen from the quality-vs-steps table in docs/quality.md
 #: ("Default K", benchmarks/results/quality-vs-steps-cpu-2026-11-27.json): on held-out speech
 #: K = 4 is at least as good as K = 10 on every lip column (mouth MAE 0.0163 vs 0.0172 against
 #: ground truth, 0.0168 vs 0.0169 against the DDPM-1000 reference) at 40 % of the work, and every
 #: AU passes its behaviour tests at K = 4; K = 2 scores as well on the lips but AU23's rest-of-face
 #: bound fails there. The paper-style reference is DDPM with 1000 steps.
 DEFAULT_NUM_INFERENCE_STEPS = 4
-#: Default fine (AU) guidance scale β of Eq. 6 (see README "Fine-grained control"): at 2.0 the
+#: Default fine (AU) guidance scale β of Eq. 6 (see docs/control.md): at 2.0 the
 #: weakest AU (AU1) reached margins of only 0.15–0.20 on held-out clips; 2.5 gives ≥ 0.23 for every AU.
 DEFAULT_AU_GUIDANCE_SCALE = 2.5
 

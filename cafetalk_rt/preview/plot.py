@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from cafetalk_rt.blendshapes import INDEX
-from cafetalk_rt.errors import InputError
+from cafetalk_rt.errors import InputError, MissingDependencyError
 from cafetalk_rt.frames import SAMPLE_RATE
 from cafetalk_rt.writers import atomic_write, check_blendshapes, check_output_path
 
@@ -79,7 +79,17 @@ def _envelope(wave: np.ndarray) -> "tuple[np.ndarray, np.ndarray, np.ndarray]":
     return t, bins.min(axis=1), bins.max(axis=1)
 
 
+def require_matplotlib() -> None:
+    """Raise ``MissingDependencyError`` naming the extra unless matplotlib can be imported (call it
+    before the slow part, so ``--plot`` fails before anything is animated)."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError as e:
+        raise MissingDependencyError(f"--plot needs matplotlib: pip install 'cafetalk-rt[preview]' ({e})") from None
+
+
 def _figure(wave: np.ndarray, x: np.ndarray, fps: float, title: "str | None"):
+    require_matplotlib()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

@@ -12,7 +12,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,33 +25,16 @@ from cafetalk_rt.nn.denoiser import CONFIGS, Denoiser
 from cafetalk_rt.diffusion.schedule import make_schedule
 from train.dataset import CropSampler, load_split, normalization_stats
 from train.diffusion import diffusion_loss, q_sample
+from train.config import RunConfig
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything a training run needs; saved as ``train_config.json`` in the run directory."""
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig(RunConfig):
+    """A stage-1 run (:class:`~train.config.RunConfig` plus the model size)."""
 
-    corpus: str
-    out: str
     model: str = "small"
-    steps: int = 6000
-    batch_size: int = 32
-    lr: float = 4e-4
-    warmup_steps: int = 300
-    weight_decay: float = 0.01
-    min_crop_s: float = 0.4
-    max_crop_s: float = 4.0
-    cond_drop_prob: float = 0.2
-    velocity_weight: float = 1.0
-    ema_decay: float = 0.999
-    val_every: int = 250
-    ckpt_every: int = 500
-    val_clips: int = 64
-    seed: int = 0
-    device: str = "auto"
-    threads: int = 0
 
 
 def _dist_info() -> tuple[int, int]:

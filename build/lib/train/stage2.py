@@ -40,39 +40,31 @@ from train.binarize import add_random_events, binarize, drop_entries, segments_t
 from train.dataset import CropSampler, load_split
 from train.diffusion import q_sample
 from train.loop import _device, _drop_masks, _lr_at, _save_state, optimizer_step, record_history
+from train.config import RunConfig
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Stage2Config:
-    """A stage-2 run; saved as ``train_config.json`` in the run directory. ``base`` is the
-    stage-1 checkpoint (frozen). Defaults are ours unless the module doc cites the paper."""
+@dataclass(frozen=True, kw_only=True)
+class Stage2Config(RunConfig):
+    """A stage-2 run (:class:`~train.config.RunConfig` with the stage's own defaults); ``base`` is
+    the stage-1 checkpoint (frozen). Defaults are ours unless the module doc cites the paper."""
 
-    corpus: str
-    out: str
     base: str
     steps: int = 2000
-    batch_size: int = 32
     lr: float = 3e-4
     warmup_steps: int = 100
-    weight_decay: float = 0.01
     min_crop_s: float = 2.0
-    max_crop_s: float = 4.0
     adapter_ramp_steps: int = 200
     swap_prob: float = 0.5
     entry_drop_prob: float = 0.8
     event_drop_prob: float = 0.1
     single_au_drop_prob: float = 0.3
     cond_drop_prob: float = 0.0
-    velocity_weight: float = 1.0
     ema_decay: float = 0.998
     val_every: int = 100
     ckpt_every: int = 250
     val_clips: int = 32
-    seed: int = 0
-    device: str = "auto"
-    threads: int = 0
     init_adapter: str = ""
 
 

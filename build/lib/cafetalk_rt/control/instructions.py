@@ -7,7 +7,7 @@ emotion–AU pairs. Ours: all-MiniLM-L6-v2 (384-d; see :mod:`cafetalk_rt.control
 CLIP, the adapter D → 128 → D with a residual connection, one sigmoid per AU of
 ``cafetalk_rt.control.au.AU_NAMES``, plus an intensity regressor (D → 64 → 1 on the text embedding;
 the paper's AU conditions are binary, our spans carry an intensity). Trained by
-``python -m train.instructions`` (corpus and held-out accuracy: README "Text instructions").
+``python -m train.instructions`` (corpus and held-out accuracy: docs/control.md).
 
 The detector itself is numpy (a few hundred KB of weights in
 ``assets/instruction_detector.safetensors``, metadata: AU vocabulary, text encoder, decoder
