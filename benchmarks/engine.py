@@ -219,6 +219,8 @@ class Engines:
 
             if "CUDAExecutionProvider" not in import_onnxruntime().get_available_providers():
                 raise Unavailable("onnxruntime-gpu is not installed (no CUDA execution provider)")
+        if name in GRAPH_BACKENDS:
+            export_missing(self.model_path, precision, [(k, None) for k in GRAPH_BASE_KINDS])
         loader = _loader(name)
         params = inspect.signature(loader).parameters
         kw = {"precision": precision} if "precision" in params else {}
@@ -229,7 +231,7 @@ class Engines:
             from cafetalk_rt.backends.graph_backend import GraphBackend
             from cafetalk_rt.backends.onnxruntime_backend import OnnxRuntimeRunner
 
-            loader(self.model_path, device=self.device, **kw).close()  # the registry's checks (and export)
+            loader(self.model_path, device=self.device, **kw).close()  # the registry's checks
             backend = GraphBackend(name, self.model_path, lambda p: OnnxRuntimeRunner(
                 p, device=self.device, intra_op_num_threads=self.threads), precision=precision)
         else:
@@ -243,17 +245,16 @@ class Engines:
         return anim
 
     def preload(self, name: str, precision: str, steps) -> None:
-        """Export (if missing) the fused sampler graphs of all K in ``steps`` in ONE exporter
-        process, for backends on exported graphs; a no-op for others.
+        """Export (if missing: the shipped graphs count) the fused sampler graphs, CFG on and off,
+        of all K in ``steps``, for backends on exported graphs; a no-op for others.
 
         Raises:
             Unavailable: as :meth:`animator`.
         """
         backend = self.animator(name, precision).backend
-        if hasattr(backend, "graph") and hasattr(backend, "model_path"):
-            from cafetalk_rt.backends.cache import ensure_graphs
-
-            ensure_graphs(backend.model_path, [("sampler", int(k)) for k in steps], backend.precision)
+        if name in GRAPH_BACKENDS:
+            export_missing(backend.model_path, backend.precision,
+                           [(kind, int(k)) for k in steps for kind in ("sampler", "sampler_cond")])
 
     def prepare(self, spec: RowSpec) -> Workload:
         """The callables of one row (loads the backend on first use, exports graphs if needed).
@@ -401,6 +402,30 @@ def paper_baseline(backend, audio: np.ndarray, options) -> np.ndarray:
         x0 = sample_ddpm(denoise, torch.from_numpy(x_t).to(dev), timesteps, backend.schedule,
                          noise=[torch.from_numpy(z).to(dev) for z in step_noise])
         return model.denormalize(x0[0]).clamp(0.0, 1.0).float().cpu().numpy()
+
+
+#: Backends that run exported graphs (the benchmark exports what the package does not ship).
+GRAPH_BACKENDS = ("onnxruntime", "tensorrt")
+GRAPH_BASE_KINDS = ("speech_encoder", "denoiser_step", "denoiser_step_cond")
+
+
+def export_missing(model_path, precision: str, wanted: list[tuple[str, int | None]]) -> None:
+    """Export into the checkpoint's cache the graphs ``wanted`` = [(kind, K or None)] that neither
+    the package nor the cache holds (the runtime exports nothing itself; a benchmark of other K
+    or fp16 needs them). Needs the ``[export]`` extra."""
+    from cafetalk_rt.backends.cache import file_sha256, graph_dir, graph_dirs
+    from cafetalk_rt.backends.contract import graph_filename
+
+    dirs = graph_dirs(model_path, precision)
+    missing = [(kind, k) for kind, k in wanted
+               if not any((d / graph_filename(kind, precision, k)).is_file() for d in dirs)]
+    if not missing:
+        return
+    from export.onnx_export import export_onnx
+
+    ks = tuple(sorted({k for _, k in missing if k})) or (1,)
+    export_onnx(model_path, graph_dir(file_sha256(model_path)), num_inference_steps=ks,
+                kinds=tuple(sorted({kind for kind, _ in missing})), precisions=(precision,))
 
 
 def measure(fn: Callable[[], object], device: str, *, warmup: int = 1, repeats: int = 5, min_time_s: float = 0.0,

@@ -88,7 +88,7 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=None, help="K (default: the library default)")
     ap.add_argument("--stream-s", type=float, default=40.0, help="seconds of audio streamed per setting (0: skip)")
     ap.add_argument("--skip-offline", action="store_true")
-    ap.add_argument("--backend", default="torch", help="backend name (torch, onnxruntime, …); default torch")
+    ap.add_argument("--backend", default="onnxruntime", help="backend name (onnxruntime, torch, …); default onnxruntime")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     options = AnimateOptions() if args.steps is None else AnimateOptions(num_inference_steps=args.steps)

@@ -95,12 +95,12 @@ class Animator:
                                           self.model_fps, duration_s)
         if plan.windowed:  # an instruction that yields no span is no fine control (not an error)
             window_opts = options if fine is not None else replace(options, au_spans=(), instruction=None)
-            x0 = animate_windows(self.backend, audio, plan, window_opts, windows, fine=fine)  # (T, 52)
+            blend = animate_windows(self.backend, audio, plan, window_opts, windows, fine=fine)  # (T, 52)
         else:
-            x0 = self._animate_one(audio, options, fine)
-        if not np.all(np.isfinite(x0)):
+            blend = self._animate_one(audio, options, fine)
+        if not np.all(np.isfinite(blend)):
             raise RuntimeError("the model produced non-finite values; please report this with the input file")
-        blend = np.clip(x0, 0.0, 1.0).astype(np.float32)
+        blend = np.clip(blend, 0.0, 1.0).astype(np.float32)
         t_out = num_frames(audio.shape[0], options.fps)
         if options.fps != self.model_fps:
             blend = np.clip(resample_sequence(blend, self.model_fps, t_out, options.fps), 0.0, 1.0)

@@ -18,3 +18,12 @@ def demo_audio() -> np.ndarray:
     from cafetalk_rt.audio import load_audio
 
     return load_audio(DEMO_CLIP)
+
+
+@pytest.fixture(scope="session")
+def torch_animator():
+    """The shipped model on the torch backend (the [torch] extra), for tests of its internals."""
+    pytest.importorskip("torch")
+    from cafetalk_rt.pipeline import Animator
+
+    return Animator(backend="torch")

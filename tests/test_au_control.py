@@ -29,7 +29,7 @@ RATIO, MARGIN, REST_MAE, REST_MAX = 3.0, 0.15, 0.03, 0.15
 def animator():
     from cafetalk_rt.pipeline import Animator
 
-    return Animator(MODEL)
+    return Animator(MODEL, backend="torch")  # the per-AU bounds were measured on the torch backend
 
 
 @pytest.fixture(scope="module")

@@ -118,12 +118,12 @@ def test_plan_rows_priorities():
     assert [(r.path, r.batch_size) for r in fused if r.fused] == [("animate_batch", 1)] * 2 + [("animate_batch", 4)]
 
 
-def test_paper_baseline_equals_the_engines_ddpm(animator, demo_audio):
+def test_paper_baseline_equals_the_engines_ddpm(torch_animator, demo_audio):
     """Separate CFG passes compute what the torch backend's batched DDPM computes (K = 2 here)."""
     spec = RowSpec("torch", "fp32", 2, 1, 0.5, True, sampler="ddpm")
     audio = demo_audio[4000:12000]
-    ours = paper_baseline(animator.backend, audio, spec.options)
-    engine = animator.animate(audio, spec.options).blendshapes
+    ours = paper_baseline(torch_animator.backend, audio, spec.options)
+    engine = torch_animator.animate(audio, spec.options).blendshapes
     assert ours.shape == engine.shape
     np.testing.assert_allclose(ours, engine, atol=1e-5)
 

@@ -28,7 +28,7 @@ def test_flags_round_trip_to_the_child_process(argv):
     add_commands(ap)
     args = ap.parse_args(argv)
     assert vars(ap.parse_args(to_argv(args))) == vars(args)
-    assert set(COMMANDS) == {"onnx", "tensorrt", "triton"}
+    assert set(COMMANDS) == {"onnx", "tensorrt", "ship", "triton"}
 
 
 def test_python_m_export_keeps_up_to_date_files(tmp_path_factory):

@@ -49,7 +49,7 @@ def test_fit_resume_and_use(tiny_corpus, tmp_path):
     from cafetalk_rt.options import AnimateOptions
     from cafetalk_rt.pipeline import Animator
 
-    anim = Animator(out / "ema.safetensors").animate(np.sin(np.arange(16000) / 7).astype(np.float32),
+    anim = Animator(out / "ema.safetensors", backend="torch").animate(np.sin(np.arange(16000) / 7).astype(np.float32),
                                                      AnimateOptions(num_inference_steps=2))
     assert anim.blendshapes.shape == (25, 52) and np.isfinite(anim.blendshapes).all()
 

@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         opts = AnimateOptions() if args.au_guidance_scale is None else AnimateOptions(au_guidance_scale=args.au_guidance_scale)
         clips = [(audio, true) for e, audio, true, fps in _clips(args.corpus, "test", 10_000)
                  if fps == 25 and e["emotion"] == "neutral"][: args.limit]  # neutral: the prompt matches
-        res = report(Animator(args.model), load_audio(DEMO_CLIP), clips, opts)
+        res = report(Animator(args.model, backend="torch"), load_audio(DEMO_CLIP), clips, opts)
         print(json.dumps(res, indent=2))
         if args.json:
             with open(args.json, "w") as f:

@@ -58,7 +58,7 @@ def evaluate(corpus: str, model: str | None, *, split: str = "test", steps=(10,)
     Returns:
         {"split", "clips", "results": {"<sampler>/<K>": {metric: mean}}, "reference": ...}.
     """
-    animator = Animator(model)
+    animator = Animator(model, backend="torch")  # a training run's checkpoint has no exported graphs
     items = [(e["emotion"], int(e["intensity"]), audio, true, fps) for e, audio, true, fps in _clips(corpus, split, limit)]
     items += [("neutral", 2, audio, None, 25) for audio in (extra_audio or {}).values()]
 

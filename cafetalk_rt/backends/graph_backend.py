@@ -33,7 +33,8 @@ import numpy as np
 
 from cafetalk_rt.backends.base import GraphRunner
 from cafetalk_rt.backends.cache import export_command, file_sha256, graph_dirs
-from cafetalk_rt.backends.contract import (AU_VARIANTS, COND_VARIANTS, GraphMetadata, StaleGraphError,
+from cafetalk_rt.backends.contract import (AU_VARIANTS, AUDIO_FEATURES, BLENDSHAPES, COND_VARIANTS, X0_PRED,
+                                           X0_PRED_AU, X0_PRED_UNCONTROLLED, GraphMetadata, StaleGraphError,
                                            graph_filename)
 from cafetalk_rt.errors import InputError, MissingDependencyError
 from cafetalk_rt.model_files import check_checkpoint, has_fine_control
@@ -111,7 +112,7 @@ class GraphBackend:
     def encode(self, audio: np.ndarray) -> np.ndarray:
         """(L,) float32 16 kHz → (ceil(L / 320), 384) float32 speech features at 50 Hz."""
         run, meta = self.graph("speech_encoder")
-        return run(meta.feed(audio=np.asarray(audio, np.float32)[None]))["audio_features"][0]
+        return run(meta.feed(audio=np.asarray(audio, np.float32)[None]))[AUDIO_FEATURES.name][0]
 
     def sample(self, features: np.ndarray, noise: np.ndarray, *, emotion: int, intensity: int, options,
                step_noise: np.ndarray | None = None, fine: AUCondition | None = None) -> np.ndarray:
@@ -140,16 +141,16 @@ class GraphBackend:
         k = options.num_inference_steps
         if options.sampler == "ddim" and self.find(kind["sampler"], k) is not None:
             run, meta = self.graph(kind["sampler"], k)
-            return run(meta.feed(noise=noise, audio_features=features, **conds))["blendshapes"]
+            return run(meta.feed(noise=noise, audio_features=features, **conds))[BLENDSHAPES.name]
         run, info = self.graph(kind["denoiser_step"])
 
         def denoiser(x_t: np.ndarray, t: int) -> np.ndarray:
             feed = {"timestep": np.full(b, t, np.int64), "audio_features": features, **conds}
             if fine is None:
-                return run(info.feed(x_t=x_t, **feed))["x0_pred"]
+                return run(info.feed(x_t=x_t, **feed))[X0_PRED.name]
             # (2B, T, 52): controlled rows, then uncontrolled rows (guidance.anchored_fine_denoiser)
             out = run(info.feed(x_t=x_t[:b], x_t_uncontrolled=x_t[b:], **feed))
-            return np.concatenate([out["x0_pred"], out["x0_pred_uncontrolled"]])
+            return np.concatenate([out[X0_PRED_AU.name], out[X0_PRED_UNCONTROLLED.name]])
 
         def tile(x: np.ndarray) -> np.ndarray:  # with AUs both trajectories start from the same x_T (and step noise)
             return x if fine is None else np.concatenate([x, x])

@@ -121,7 +121,7 @@ def sample_group(backend, audio: np.ndarray, noise: np.ndarray, plan: WindowPlan
 
 def animate_windows(backend, audio: np.ndarray, plan: WindowPlan, options,
                     window_options: WindowOptions, *, fine: AUCondition | None = None) -> np.ndarray:
-    """Animate a windowed clip offline: (L,) float32 16 kHz → (N, 52) float32 x0 in blendshape
+    """Animate a windowed clip offline: (L,) float32 16 kHz → (N, 52) float32 blendshapes in ARKit
     units at the model fps, each window clipped to [0, 1], then stitched. ``fine``: optional AU condition
     (N, n_AU) / (N,) of the whole clip at the model fps.
 
@@ -137,8 +137,8 @@ def animate_windows(backend, audio: np.ndarray, plan: WindowPlan, options,
     out = np.empty((plan.num_frames, NUM_BLENDSHAPES), np.float32)
     stitcher, done = Stitcher(plan.overlap_frames), 0
     for group in groups:
-        x0 = sample_group(backend, audio, noise, plan, group, options, fine=fine)
-        for i, y in zip(group, x0):
+        blend = sample_group(backend, audio, noise, plan, group, options, fine=fine)
+        for i, y in zip(group, blend):
             frames = stitcher.add(y, last=i == plan.num_windows - 1)
             out[done : done + len(frames)] = frames
             done += len(frames)

@@ -177,11 +177,11 @@ class StreamingAnimator:
         log.debug("stream at %.2f s: windows %d-%d", self._received / SAMPLE_RATE, indices[0], indices[-1])
         max_batch = windows_per_call(self.animator.backend, self.windows)
         for group in window_groups(plan, indices, self.options, max_batch):
-            x0 = sample_group(self.animator.backend, self._audio[: self._audio_len], self._noise, plan, group,
+            blend = sample_group(self.animator.backend, self._audio[: self._audio_len], self._noise, plan, group,
                               self.options, audio_offset=self._audio_offset, noise_offset=self._noise_offset)
-            if not np.all(np.isfinite(x0)):
+            if not np.all(np.isfinite(blend)):
                 raise RuntimeError("the model produced non-finite values; please report this with the input")
-            for i, y in zip(group, x0):
+            for i, y in zip(group, blend):
                 frames = np.clip(self._stitcher.add(y, last=i == last_window), 0.0, 1.0)
                 self._model = np.concatenate([self._model, frames.astype(np.float32)])
                 self._model_end += len(frames)
