@@ -24,7 +24,11 @@ def test_manifest_names_the_shipped_checkpoint():
     on_disk = {p.name: p.stat().st_size for p in SHIPPED_GRAPHS_DIR.iterdir() if p.name != "manifest.json"}
     assert on_disk == manifest["bytes"]
     assert sum(on_disk.values()) <= MAX_SHIPPED_BYTES
-    assert WEIGHTS_FILE in on_disk and on_disk[WEIGHTS_FILE] > 0.9 * sum(on_disk.values())  # one shared copy
+    # One shared copy of the weights in fp16 (Whisper tiny.en encoder 8.2 M + denoiser with adapter
+    # 9.6 M parameters, 2 bytes each: 35.6 MB; a copy per graph would be > 100 MB), and graph files
+    # that hold structure only.
+    assert 30e6 < on_disk.pop(WEIGHTS_FILE) < 40e6
+    assert all(size < 2e6 for size in on_disk.values()), on_disk
 
 
 @pytest.mark.parametrize("kind,k", SHIPPED_GRAPHS)

@@ -84,7 +84,9 @@ class GuidedDenoiser(nn.Module):
         ``au_mask`` (B, T) for the adapter."""
         n, dtype = self.plan.num_blocks, self.dtype
         t = timestep.repeat(n)  # (nB,)
-        keeps = row_keeps(timestep, self.plan)
+        # from the float32 intensity, not the int64 timestep: built from the latter, the exported
+        # K = 4 sampler ran 18 % slower on ONNX Runtime CPU (236 vs 200 ms, same nodes otherwise)
+        keeps = row_keeps(intensity, self.plan)
         kw = {}
         if fine:
             kw = {"au": fine["au"].float().repeat(n, 1, 1), "au_mask": fine["au_mask"].repeat(n, 1), "fine_keep": keeps[2]}
