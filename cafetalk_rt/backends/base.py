@@ -16,7 +16,8 @@ tensor name, a frame rate or a schedule.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -44,3 +45,30 @@ class Backend(Protocol):
 
     def sample(self, features: np.ndarray, noise: np.ndarray, *, emotion: int, intensity: int,
                options: Any, step_noise: np.ndarray | None = None) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class StepDenoiser:
+    """One guided denoising step of a backend, for sampling loops the caller drives (streaming
+    with inpainting, ``cafetalk_rt.longform.live``).
+
+    Attributes:
+        denoise: ``denoise(x_t, t) -> x0``: x_t (B, T, 52) float32 in normalised units, ``t`` an
+            int training timestep; returns the guided x0 prediction (B, T, 52) float32,
+            normalised (paper Eq. 6, one batched call of all CFG branches).
+        bs_mean, bs_std: (52,) float32: blendshapes = x0 · bs_std + bs_mean.
+        schedule: the model's noise schedule (for the sampler's update rule).
+    """
+
+    denoise: Callable[[np.ndarray, int], np.ndarray]
+    bs_mean: np.ndarray
+    bs_std: np.ndarray
+    schedule: Any
+
+    def normalize(self, blendshapes: np.ndarray) -> np.ndarray:
+        """(…, 52) blendshapes in ARKit units → normalised x0 units, float32."""
+        return ((blendshapes - self.bs_mean) / self.bs_std).astype(np.float32)
+
+    def denormalize(self, x0: np.ndarray) -> np.ndarray:
+        """(…, 52) normalised x0 → blendshapes in ARKit units (not clipped), float32."""
+        return (x0 * self.bs_std + self.bs_mean).astype(np.float32)

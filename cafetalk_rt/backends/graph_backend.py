@@ -31,7 +31,7 @@ from typing import Callable
 
 import numpy as np
 
-from cafetalk_rt.backends.base import GraphRunner
+from cafetalk_rt.backends.base import GraphRunner, StepDenoiser
 from cafetalk_rt.backends.cache import export_command, file_sha256, graph_dirs
 from cafetalk_rt.backends.contract import (AU_VARIANTS, AUDIO_FEATURES, BLENDSHAPES, COND_VARIANTS, X0_PRED,
                                            X0_PRED_AU, X0_PRED_UNCONTROLLED, GraphMetadata, StaleGraphError,
@@ -126,16 +126,7 @@ class GraphBackend:
             InputError: an AU condition for a checkpoint without the fine-control adapter.
         """
         b = noise.shape[0]
-        conds = {"emotion": np.full(b, emotion, np.int64), "intensity": np.full(b, intensity, np.float32)}
-        unguided = fine is None and BranchPlan.for_options(options).num_base == 1
-        if not unguided:  # CFG off: the *_cond graphs evaluate the conditional branch alone (B rows, not 3B)
-            conds.update(guidance_scale=np.full(b, options.guidance_scale, np.float32),
-                         audio_guidance_scale=np.full(b, options.audio_guidance_scale, np.float32))
-        if fine is not None:
-            if not self.fine_control:
-                raise InputError(f"{self.model_path.name} has no fine-control adapter (a stage-1 checkpoint), so AU "
-                                 "spans cannot be applied; pass a stage-2 checkpoint with --model")
-            conds.update(au=fine.au, au_mask=fine.au_mask, au_guidance_scale=np.full(b, options.au_guidance_scale, np.float32))
+        conds, unguided = self._conditions(b, emotion, intensity, options, fine)
         variants = AU_VARIANTS if fine is not None else COND_VARIANTS if unguided else {}
         kind = {plain: variants.get(plain, plain) for plain in ("sampler", "denoiser_step")}
         k = options.num_inference_steps
@@ -160,6 +151,34 @@ class GraphBackend:
         steps = None if step_noise is None else [tile(z) for z in step_noise]
         x0 = SAMPLERS[options.sampler](denoiser, tile(noise), timesteps, schedule, noise=steps)[:b]
         return (x0 * info.bs_std + info.bs_mean).astype(np.float32)
+
+    def _conditions(self, b: int, emotion, intensity, options, fine: AUCondition | None = None) -> tuple[dict, bool]:
+        """The per-row condition inputs of the graphs ((B,) arrays; ``emotion``/``intensity`` a
+        scalar or one per row) and whether CFG is off (then the ``*_cond`` graphs, no scales)."""
+        conds = {"emotion": np.broadcast_to(np.asarray(emotion, np.int64), (b,)),
+                 "intensity": np.broadcast_to(np.asarray(intensity, np.float32), (b,))}
+        unguided = fine is None and BranchPlan.for_options(options).num_base == 1
+        if not unguided:  # CFG off: the *_cond graphs evaluate the conditional branch alone (B rows, not 3B)
+            conds.update(guidance_scale=np.full(b, options.guidance_scale, np.float32),
+                         audio_guidance_scale=np.full(b, options.audio_guidance_scale, np.float32))
+        if fine is not None:
+            if not self.fine_control:
+                raise InputError(f"{self.model_path.name} has no fine-control adapter (a stage-1 checkpoint), so AU "
+                                 "spans cannot be applied; pass a stage-2 checkpoint with --model")
+            conds.update(au=fine.au, au_mask=fine.au_mask, au_guidance_scale=np.full(b, options.au_guidance_scale, np.float32))
+        return conds, unguided
+
+    def step_denoiser(self, features: np.ndarray, *, emotion, intensity, options) -> StepDenoiser:
+        """The guided step on the ``denoiser_step`` graph (``denoiser_step_cond`` with CFG off) for
+        ``features`` (B, T_a, 384); ``emotion`` (B,) int / ``intensity`` (B,) float, or scalars."""
+        b = features.shape[0]
+        conds, unguided = self._conditions(b, emotion, intensity, options)
+        run, meta = self.graph(COND_VARIANTS["denoiser_step"] if unguided else "denoiser_step")
+
+        def denoise(x_t: np.ndarray, t: int) -> np.ndarray:
+            return run(meta.feed(x_t=x_t, timestep=np.full(b, t, np.int64), audio_features=features, **conds))[X0_PRED.name]
+
+        return StepDenoiser(denoise, meta.bs_mean, meta.bs_std, make_schedule(meta.schedule, meta.num_train_timesteps))
 
     def close(self) -> None:
         for run, _ in self._graphs.values():

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from cafetalk_rt.backends.base import StepDenoiser
 from cafetalk_rt.control.au import AUCondition
 from cafetalk_rt.diffusion.guidance import BranchPlan
 from cafetalk_rt.diffusion.samplers import SAMPLERS
@@ -113,3 +114,22 @@ class TorchBackend:
         trajectory (``guidance.anchored_fine_denoiser``); one batched call per step (``nn.guided``)."""
         return sample_arrays(self.model, self.schedule, features, noise, emotion=emotion, intensity=intensity,
                              options=options, step_noise=step_noise, fine=fine)
+
+    def step_denoiser(self, features: np.ndarray, *, emotion, intensity, options) -> StepDenoiser:
+        """The guided step (:class:`GuidedDenoiser`) for ``features`` (B, T_a, D_a), numpy in and
+        out; ``emotion`` (B,) int / ``intensity`` (B,) float, or scalars."""
+        b, dev = features.shape[0], self.device
+        guided = guided_denoiser(self.model, self.schedule, BranchPlan.for_options(options))
+        feats = torch.from_numpy(np.ascontiguousarray(features, np.float32)).to(dev)
+        emo = torch.from_numpy(np.broadcast_to(np.asarray(emotion, np.int64), (b,)).copy()).to(dev)
+        inten = torch.from_numpy(np.broadcast_to(np.asarray(intensity, np.float32), (b,)).copy()).to(dev)
+
+        @torch.inference_mode()
+        def denoise(x_t: np.ndarray, t: int) -> np.ndarray:
+            timestep = torch.full((b,), t, dtype=torch.int64, device=dev)
+            x0 = guided(torch.from_numpy(np.ascontiguousarray(x_t, np.float32)).to(dev), timestep, feats, emo, inten,
+                        options.guidance_scale, options.audio_guidance_scale)
+            return x0.float().cpu().numpy()
+
+        stats = (self.model.bs_mean.float().cpu().numpy(), self.model.bs_std.float().cpu().numpy())
+        return StepDenoiser(denoise, *stats, self.schedule)

@@ -211,7 +211,7 @@ def _instruction_detector(args, options, audio):
 
 #: Modules that add a subcommand: each has ``register(sub)`` which calls ``sub.add_parser(...)``
 #: and ``set_defaults(func=run)`` with ``run(args) -> int``.
-SUBCOMMAND_MODULES: tuple[str, ...] = ("cafetalk_rt.cli.preview", "cafetalk_rt.cli.export")
+SUBCOMMAND_MODULES: tuple[str, ...] = ("cafetalk_rt.cli.preview", "cafetalk_rt.cli.export", "cafetalk_rt.cli.stream")
 
 
 def main(argv: list[str] | None = None) -> int:
