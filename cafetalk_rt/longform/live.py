@@ -57,6 +57,8 @@ class LiveOptions:
         past_s: emitted frames the denoiser sees (and keeps fixed) before the new ones.
         encoder_context_s: audio before the denoised frames that the speech encoder hears.
         transition_s: length of the smooth change after :meth:`LiveStream.set_emotion`.
+        join_s: time constant of the join: the new frames are shifted by the model's own miss on
+            the last emitted frame, fading as exp(−Δt / join_s) (0 = no shift).
     Raises:
         InputError: values out of range (the message names the field).
     """
@@ -66,10 +68,11 @@ class LiveOptions:
     past_s: float = 0.6
     encoder_context_s: float = 0.5
     transition_s: float = 0.3
+    join_s: float = 0.08
 
     def __post_init__(self):
         checks = {"lookahead_s": (0.0, 1.0), "hop_s": (0.02, 1.0), "past_s": (0.0, 5.0),
-                  "encoder_context_s": (0.0, 10.0), "transition_s": (0.0, 2.0)}
+                  "encoder_context_s": (0.0, 10.0), "transition_s": (0.0, 2.0), "join_s": (0.0, 1.0)}
         for name, (lo, hi) in checks.items():
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and lo <= v <= hi):
@@ -125,6 +128,8 @@ class LiveStream:
         self._closed = False
         self._cond = self._prev = (emotion_index(self.options.emotion), float(self.options.intensity))
         self._change_frame = 0
+        #: (n,) weight of the join correction on the k-th new frame (LiveOptions.join_s)
+        self._join_decay = np.exp(-np.arange(64) / max(1e-6, self.live.join_s * self.model_fps)).astype(np.float32)
 
     # -- public ------------------------------------------------------------------------------
     @property
@@ -241,16 +246,22 @@ class LiveStream:
         known = step.normalize(self._model[w0 - self._model_offset : e - self._model_offset])[None]  # (1, e-w0, 52)
         mix = weights[None, :, None]
 
+        raw = []  # the model's own x0 of the window at the last step, before inpainting
+
         def denoise(x: np.ndarray, t: int) -> np.ndarray:
             x0 = step.denoise(np.repeat(x, len(rows), axis=0), t)  # (rows, T, 52)
             x0 = x0[:1] * (1.0 - mix) + x0[1:] * mix if len(rows) == 2 else x0
+            raw[:] = [x0.copy()]
             x0[:, : known.shape[1]] = known  # inpainting: the emitted frames stay as they were
             return x0
 
         k = self.options.num_inference_steps
         timesteps = inference_timesteps(k, step.schedule.num_train_timesteps)
-        x0 = SAMPLERS[self.options.sampler](denoise, x_t, timesteps, step.schedule)
-        new = np.clip(step.denormalize(x0[0, e - w0 :]), 0.0, 1.0)
+        x0 = SAMPLERS[self.options.sampler](denoise, x_t, timesteps, step.schedule)[0, e - w0 :]  # (n, 52)
+        if known.shape[1]:  # join: shift the new frames by the model's miss on the last emitted frame, fading
+            delta = known[0, -1] - raw[0][0, known.shape[1] - 1]  # (52,)
+            x0 = x0 + delta * self._join_decay[: x0.shape[0], None]
+        new = np.clip(step.denormalize(x0), 0.0, 1.0)
         if not np.all(np.isfinite(new)):
             raise RuntimeError("the model produced non-finite values; please report this with the input")
         self._model = np.concatenate([self._model, new])

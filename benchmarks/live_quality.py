@@ -1,0 +1,104 @@
+"""``python -m benchmarks.live_quality DEVSET``: live-stream quality against look-ahead on real speech.
+
+For every ``*.wav`` in ``DEVSET`` (the shared dev set: real recordings with PocketSphinx phones
+and its ``lipsync_eval.py``) it animates the clip offline and as a live stream at each
+look-ahead, scores each set with the dev set's own ``lipsync_eval.py`` (energy_corr,
+bilabial_hit, silence/vowel, oracle_jaw) and compares the live frames with the offline ones
+(jawOpen correlation, mouth MAE, mean frame-to-frame mouth step). Writes
+``benchmarks/results/live-quality-<date>.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.report import RESULTS_DIR
+
+LOOKAHEADS_S = (0.04, 0.08, 0.16, 0.32)
+
+
+def _animate_all(animator, clips, options, live) -> dict[str, np.ndarray]:
+    from cafetalk_rt.audio import load_audio
+    from cafetalk_rt.longform.live import LiveStream
+
+    out = {}
+    for clip in clips:
+        audio = load_audio(clip)
+        if live is None:
+            out[clip.stem] = animator.animate(audio, options, prepared=True).blendshapes
+            continue
+        stream, frames = LiveStream(animator, options, live), []
+        hop = int(round(live.hop_s * 16_000))
+        for i in range(0, audio.size, hop):
+            frames.append(stream.push(audio[i : i + hop]))
+        frames.append(stream.flush())
+        out[clip.stem] = np.concatenate(frames)
+    return out
+
+
+def _lipsync(devset: Path, animations: dict[str, np.ndarray], fps: float) -> dict:
+    """The dev set's own scorer on these animations: its POOLED line, parsed."""
+    from cafetalk_rt.writers import save_animation
+
+    with tempfile.TemporaryDirectory() as d:
+        for name, blend in animations.items():
+            save_animation(Path(d) / f"{name}.npz", blend, fps)
+        proc = subprocess.run([sys.executable, str(devset / "lipsync_eval.py"), d], capture_output=True, text=True,
+                              check=True)
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("POOLED"))
+    return json.loads(line.split(" ", 1)[1])
+
+
+def _vs_offline(live: dict[str, np.ndarray], offline: dict[str, np.ndarray]) -> dict:
+    from cafetalk_rt.blendshapes import INDEX, MOUTH_IDX
+
+    jaw = INDEX["jawOpen"]
+    a = np.concatenate([live[k] for k in offline])
+    b = np.concatenate([offline[k] for k in offline])
+    step = lambda x: float(np.mean([np.abs(np.diff(v[:, MOUTH_IDX], axis=0)).mean() for v in x]))  # noqa: E731
+    return {"jaw_corr_vs_offline": float(np.corrcoef(a[:, jaw], b[:, jaw])[0, 1]),
+            "mouth_mae_vs_offline": float(np.abs(a[:, MOUTH_IDX] - b[:, MOUTH_IDX]).mean()),
+            "mouth_step": step(live.values()), "mouth_step_offline": step(offline.values())}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from cafetalk_rt.longform.live import LiveOptions
+    from cafetalk_rt.options import AnimateOptions
+    from cafetalk_rt.pipeline import Animator
+
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.live_quality", description=__doc__.split("\n\n")[0])
+    ap.add_argument("devset", help="folder of real recordings with lipsync_eval.py (../shared/devset)")
+    ap.add_argument("--num-inference-steps", type=int, default=2)
+    ap.add_argument("--backend", default="onnxruntime")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args(argv)
+    devset = Path(args.devset)
+    clips = sorted(devset.glob("*.wav"))
+    animator = Animator(backend=args.backend)
+    options = AnimateOptions(seed=0, num_inference_steps=args.num_inference_steps)
+    offline = _animate_all(animator, clips, options, None)
+    rows = [{"mode": "offline", **_lipsync(devset, offline, options.fps)}]
+    for la in LOOKAHEADS_S:
+        live = _animate_all(animator, clips, options, LiveOptions(lookahead_s=la))
+        rows.append({"mode": f"live, look-ahead {la:g} s", "lookahead_s": la, **_lipsync(devset, live, options.fps),
+                     **_vs_offline(live, offline)})
+        print(json.dumps(rows[-1]))
+    result = {"what": "live streams vs offline on the real-speech dev set, scored by its lipsync_eval.py",
+              "clips": len(clips), "backend": args.backend, "num_inference_steps": args.num_inference_steps,
+              "live_options": {k: v for k, v in vars(LiveOptions()).items() if k != "lookahead_s"},
+              "date": date.today().isoformat(), "rows": rows}
+    out = Path(args.out) if args.out else RESULTS_DIR / f"live-quality-{result['date']}.json"
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"written {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

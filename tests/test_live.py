@@ -1,0 +1,122 @@
+"""Live streams (:mod:`cafetalk_rt.longform.live`) keep what they promise: the offline frame
+count at 25 and 30 fps, frames that hear no audio beyond their look-ahead, the same frames for
+any chunking and the same seed, a mouth that follows the speech, no seams at hop boundaries,
+smooth mid-stream emotion changes, and clear errors."""
+import json
+
+import numpy as np
+import pytest
+
+from cafetalk_rt import AnimateOptions
+from cafetalk_rt.blendshapes import INDEX, MOUTH_IDX
+from cafetalk_rt.errors import AudioInputError, InputError
+from cafetalk_rt.longform.live import LiveOptions, LiveStream
+
+OPT = AnimateOptions(seed=3, num_inference_steps=2)
+
+
+def _stream(animator, audio, *, chunk=1280, options=OPT, live=None, changes=()):
+    s = LiveStream(animator, options, live)
+    out = []
+    for i in range(0, audio.size, chunk):
+        for at_s, emotion, intensity in changes:
+            if i <= at_s * 16_000 < i + chunk:
+                s.set_emotion(emotion, intensity, at_s=at_s)
+        out.append(s.push(audio[i : i + chunk]))
+    out.append(s.flush())
+    return np.concatenate(out)
+
+
+@pytest.fixture(scope="module")
+def clip(demo_audio):
+    return demo_audio[:40_000]  # 2.5 s of real speech
+
+
+@pytest.mark.parametrize("fps", [25, 30])
+def test_frame_count_equals_offline(animator, clip, fps):
+    opts = AnimateOptions(seed=3, num_inference_steps=2, fps=fps)
+    out = _stream(animator, clip, options=opts)
+    assert out.shape == animator.animate(clip, opts).blendshapes.shape == (round(clip.size / 16_000 * fps), 52)
+    assert out.dtype == np.float32 and out.min() >= 0.0 and out.max() <= 1.0
+
+
+def test_same_frames_for_any_chunking_and_the_same_seed(animator, clip):
+    a = _stream(animator, clip, chunk=1280)
+    assert np.array_equal(a, _stream(animator, clip, chunk=3_001))
+    assert np.array_equal(a, _stream(animator, clip, chunk=clip.size))
+    assert not np.array_equal(a, _stream(animator, clip, options=AnimateOptions(seed=4, num_inference_steps=2)))
+
+
+@pytest.mark.parametrize("lookahead_s", [0.08, 0.16])
+def test_frames_hear_no_audio_beyond_their_look_ahead(animator, clip, lookahead_s):
+    """Replace the audio after 1.6 s by other speech: every frame that ends at least one look-ahead
+    before the change (and was emitted before it arrived) is bit-identical."""
+    other = clip.copy()
+    cut = 25_600  # 1.6 s
+    other[cut:] = clip[: clip.size - cut][::-1]
+    live = LiveOptions(lookahead_s=lookahead_s)
+    a, b = _stream(animator, clip, live=live), _stream(animator, other, live=live)
+    safe = int((cut / 16_000 - lookahead_s) * 25)  # frames [0, safe) end before cut − look-ahead
+    assert np.array_equal(a[:safe], b[:safe])
+    assert not np.array_equal(a[safe + 4 :], b[safe + 4 :])  # the new audio does reach later frames
+
+
+def test_mouth_follows_the_speech_like_offline(animator, demo_audio):
+    live = _stream(animator, demo_audio)
+    offline = animator.animate(demo_audio, OPT).blendshapes
+    jaw = INDEX["jawOpen"]
+    assert np.corrcoef(live[:, jaw], offline[:, jaw])[0, 1] > 0.75
+    assert np.abs(live[:, MOUTH_IDX] - offline[:, MOUTH_IDX]).mean() < 0.03
+    assert live[:, jaw].std() > 0.5 * offline[:, jaw].std()  # it moves as much, not a damped copy
+
+
+def test_no_seams_at_hop_boundaries(animator, demo_audio):
+    """Frame-to-frame steps across hop boundaries are no larger than inside hops, or offline's."""
+    live = _stream(animator, demo_audio)[:, MOUTH_IDX]
+    offline = animator.animate(demo_audio, OPT).blendshapes[:, MOUTH_IDX]
+    steps = np.abs(np.diff(live, axis=0)).mean(axis=1)  # (T − 1,) step from frame i to i + 1
+    across, inside = steps[1::2], steps[0::2]  # hops of 2 frames: frame 2k+1 → 2k+2 crosses a boundary
+    assert across.mean() < 1.5 * inside.mean() + 1e-3
+    assert steps.mean() < 1.5 * np.abs(np.diff(offline, axis=0)).mean() + 1e-3
+
+
+def test_emotion_changes_mid_stream_smoothly(animator, clip):
+    neutral = _stream(animator, clip)
+    happy = _stream(animator, clip, changes=[(1.2, "happy", 3)])
+    change = 30  # frame of 1.2 s
+    assert np.array_equal(neutral[:change], happy[:change])  # the past is not rewritten
+    smile = [INDEX["mouthSmileLeft"], INDEX["mouthSmileRight"]]
+    assert happy[change + 10 :, smile].mean() > neutral[change + 10 :, smile].mean() + 0.1
+    ramp = happy[change - 1 : change + 10, smile].mean(axis=1)  # over ~0.3 s, not one jump
+    assert np.abs(np.diff(ramp)).max() < 0.6 * (ramp[-1] - ramp[0])
+
+
+def test_errors_say_what_to_do(animator, clip):
+    with pytest.raises(InputError, match="offline-only"):
+        LiveStream(animator, AnimateOptions(au_spans="AU12=1@0.1-0.5"))
+    with pytest.raises(InputError, match="deterministic sampler"):
+        LiveStream(animator, AnimateOptions(sampler="ddpm"))
+    with pytest.raises(InputError, match="lookahead_s"):
+        LiveOptions(lookahead_s=-0.1)
+    with pytest.raises(InputError, match="whole number"):
+        LiveStream(animator, OPT, LiveOptions(hop_s=0.05))
+    s = LiveStream(animator, OPT)
+    with pytest.raises(AudioInputError, match="non-finite"):
+        s.push(np.full(100, np.nan, np.float32))
+    with pytest.raises(AudioInputError, match="silent"):
+        s.flush()
+    with pytest.raises(InputError, match="flush"):
+        s.push(clip[:100])
+
+
+def test_cli_stream_writes_frames_and_a_report(tmp_path):
+    from cafetalk_rt.cli import main
+    from cafetalk_rt.model_files import DEMO_CLIP
+    from cafetalk_rt.writers import load_animation
+
+    out, report = tmp_path / "live.npz", tmp_path / "report.json"
+    assert main(["stream", str(DEMO_CLIP), "-o", str(out), "--report", str(report), "--lookahead-ms", "80"]) == 0
+    r = json.loads(report.read_text())
+    assert load_animation(out)[0].shape == (r["frames"], 52) == (77, 52)
+    assert r["lookahead_ms"] == 80 and r["hop_ms"] == 80 and r["rtf"] > 0
+    assert 0 < r["latency_ms_p50"] <= r["latency_ms_p95"] <= r["latency_ms_max"]
