@@ -58,7 +58,9 @@ class LiveOptions:
         encoder_context_s: audio before the denoised frames that the speech encoder hears.
         transition_s: length of the smooth change after :meth:`LiveStream.set_emotion`.
         join_s: time constant of the join: the new frames are shifted by the model's own miss on
-            the last emitted frame, fading as exp(−Δt / join_s) (0 = no shift).
+            the last emitted frame, fading as exp(−Δt / join_s) (0 = the first new frame only).
+        inpaint: hold the emitted frames fixed in every denoising step (else the window is
+            re-animated from its noise and only the join ties it to the past).
     Raises:
         InputError: values out of range (the message names the field).
     """
@@ -68,7 +70,8 @@ class LiveOptions:
     past_s: float = 0.6
     encoder_context_s: float = 0.5
     transition_s: float = 0.3
-    join_s: float = 0.08
+    join_s: float = 0.04
+    inpaint: bool = True
 
     def __post_init__(self):
         checks = {"lookahead_s": (0.0, 1.0), "hop_s": (0.02, 1.0), "past_s": (0.0, 5.0),
@@ -215,12 +218,13 @@ class LiveStream:
         u = np.clip((frames - self._change_frame + 1) / n, 0.0, 1.0)
         return (u * u * (3.0 - 2.0 * u)).astype(np.float32)
 
-    def _features(self, w0: int, w1: int) -> np.ndarray:
+    def _features(self, w0: int, w1: int, heard: int) -> np.ndarray:
         """(1, 2·(w1 − w0), D) speech features of model frames [w0, w1), encoded from
-        ``encoder_context_s`` before w0 to w1's end + look-ahead (what has arrived of it)."""
+        ``encoder_context_s`` before w0 up to sample ``heard`` (the new frames' end + look-ahead,
+        or the stream's end)."""
         start = frame_start_sample(w0, self.model_fps)
         a0 = max(0, start - self.context_samples)
-        a1 = min(self._received, frame_start_sample(w1, self.model_fps) + self.lookahead_samples)
+        a1 = heard
         feats = self.backend.encode(self._audio[a0 - self._audio_offset : a1 - self._audio_offset])  # (T_a, D)
         off, n = (start - a0) // feature_hop_samples(), 2 * (w1 - w0)
         feats = feats[off : off + n]
@@ -232,12 +236,17 @@ class LiveStream:
         """Denoise the window ending at model frame ``w1``; frames [model_end, w1) become final."""
         e = self._model_end
         w0 = max(0, e - self.past_frames)
-        feats = self._features(w0, w1)
+        # The window reaches into the look-ahead: frames whose audio has fully arrived are denoised
+        # too (and dropped), so the new frames have right context as they do offline.
+        heard = min(self._received, frame_start_sample(w1, self.model_fps) + self.lookahead_samples)
+        w2 = max(w1, min(num_frames(self._received, self.model_fps),
+                         w1 + (heard - frame_start_sample(w1, self.model_fps)) // frame_start_sample(1, self.model_fps)))
+        feats = self._features(w0, w2, heard)
         drawn = self._noise_offset + self._noise.shape[0]
-        if w1 > drawn:
-            self._noise = np.concatenate([self._noise, initial_noise_frames(self._rng, w1 - drawn)])
-        x_t = self._noise[w0 - self._noise_offset : w1 - self._noise_offset][None]  # (1, T, 52)
-        weights = self._weights(np.arange(w0, w1))
+        if w2 > drawn:
+            self._noise = np.concatenate([self._noise, initial_noise_frames(self._rng, w2 - drawn)])
+        x_t = self._noise[w0 - self._noise_offset : w2 - self._noise_offset][None]  # (1, T, 52)
+        weights = self._weights(np.arange(w0, w2))
         rows = [self._prev, self._cond] if 0.0 < weights.max() and weights.min() < 1.0 else \
             [self._cond if weights.min() >= 1.0 else self._prev]
         emo, inten = (np.array([r[0] for r in rows]), np.array([r[1] for r in rows], np.float32))
@@ -252,12 +261,13 @@ class LiveStream:
             x0 = step.denoise(np.repeat(x, len(rows), axis=0), t)  # (rows, T, 52)
             x0 = x0[:1] * (1.0 - mix) + x0[1:] * mix if len(rows) == 2 else x0
             raw[:] = [x0.copy()]
-            x0[:, : known.shape[1]] = known  # inpainting: the emitted frames stay as they were
+            if self.live.inpaint:
+                x0[:, : known.shape[1]] = known  # inpainting: the emitted frames stay as they were
             return x0
 
         k = self.options.num_inference_steps
         timesteps = inference_timesteps(k, step.schedule.num_train_timesteps)
-        x0 = SAMPLERS[self.options.sampler](denoise, x_t, timesteps, step.schedule)[0, e - w0 :]  # (n, 52)
+        x0 = SAMPLERS[self.options.sampler](denoise, x_t, timesteps, step.schedule)[0, e - w0 : w1 - w0]  # (n, 52)
         if known.shape[1]:  # join: shift the new frames by the model's miss on the last emitted frame, fading
             delta = known[0, -1] - raw[0][0, known.shape[1] - 1]  # (52,)
             x0 = x0 + delta * self._join_decay[: x0.shape[0], None]
