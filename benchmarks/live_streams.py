@@ -1,0 +1,115 @@
+"""``python -m benchmarks.live_streams``: how many real-time live streams this machine sustains.
+
+N streams (threads sharing one loaded model) each replay the bundled real clip, tiled to
+``--audio-s``, at real time in hop-sized chunks. Per output frame, the latency is the wall time
+from the moment its stream had been given the audio up to the frame's own time (t / fps) to the
+moment the frame was returned (the definition of ``cafetalk-rt stream --report``). A setting is
+sustained when every stream's p95 latency stays ≤ ``--max-p95-ms``. The old windowed
+``StreamingAnimator`` runs in the same process as the baseline (its first-frame delay). Writes
+``benchmarks/results/live-streams-<device>-<date>.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.report import RESULTS_DIR
+
+
+def _one_stream(animator, audio, options, live, result: dict) -> None:
+    from cafetalk_rt.frames import SAMPLE_RATE, frame_start_sample
+    from cafetalk_rt.longform.live import LiveStream
+
+    stream, hop = LiveStream(animator, options, live), int(round(live.hop_s * SAMPLE_RATE))
+    pushes, lat, compute, frame = [], [], 0.0, 0
+    start = time.perf_counter()
+    for i in range(0, audio.size, hop):
+        chunk = audio[i : i + hop]
+        time.sleep(max(0.0, start + (i + chunk.size) / SAMPLE_RATE - time.perf_counter()))
+        t0 = time.perf_counter()
+        pushes.append((i + chunk.size, t0))
+        out = stream.push(chunk)
+        t1 = time.perf_counter()
+        compute += t1 - t0
+        for t in range(frame, frame + len(out)):
+            need = frame_start_sample(t, options.fps)
+            lat.append(1e3 * (t1 - next(w for r, w in pushes if r >= need)))
+        frame += len(out)
+    lat = np.asarray(lat)
+    result.update(frames=frame, rtf=compute / (audio.size / SAMPLE_RATE), p50=float(np.percentile(lat, 50)),
+                  p95=float(np.percentile(lat, 95)), max=float(lat.max()))
+
+
+def run_streams(animator, audio, options, live, n: int) -> dict:
+    """Run ``n`` concurrent real-time streams; per-stream results and the worst p95."""
+    results = [{} for _ in range(n)]
+    threads = [threading.Thread(target=_one_stream, args=(animator, audio, options, live, r)) for r in results]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return {"streams": n, "worst_p95_ms": max(r["p95"] for r in results),
+            "mean_rtf": float(np.mean([r["rtf"] for r in results])), "per_stream": results}
+
+
+def windowed_baseline(animator, audio, options) -> list[dict]:
+    """First-frame delay (audio seconds before any frame) of the old windowed streaming."""
+    from cafetalk_rt.longform.streaming import LOW_LATENCY, StreamingAnimator
+    from cafetalk_rt.longform.windows import WindowOptions
+
+    return [{"windows": name, "first_frame_after_audio_s": StreamingAnimator(animator, options, windows=w).first_frame_delay_s}
+            for name, w in (("default", WindowOptions()), ("LOW_LATENCY", LOW_LATENCY))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    from benchmarks.shipped_graphs import _cpu_name
+    from cafetalk_rt.audio import load_audio
+    from cafetalk_rt.longform.live import LiveOptions
+    from cafetalk_rt.model_files import DEMO_CLIP
+    from cafetalk_rt.options import AnimateOptions
+    from cafetalk_rt.pipeline import Animator
+
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.live_streams", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--streams", type=int, nargs="+", default=[1, 2, 3, 4])
+    ap.add_argument("--lookahead-ms", type=float, nargs="+", default=[160.0, 80.0])
+    ap.add_argument("--num-inference-steps", type=int, default=2)
+    ap.add_argument("--audio-s", type=float, default=8.0)
+    ap.add_argument("--max-p95-ms", type=float, default=300.0)
+    ap.add_argument("--backend", default="onnxruntime")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args(argv)
+    animator = Animator(backend=args.backend)
+    audio = np.resize(load_audio(DEMO_CLIP), int(args.audio_s * 16_000))
+    options = AnimateOptions(seed=0, num_inference_steps=args.num_inference_steps)
+    rows = []
+    for la in args.lookahead_ms:
+        for n in args.streams:
+            r = run_streams(animator, audio, options, LiveOptions(lookahead_s=la / 1e3), n)
+            r.update(lookahead_ms=la, sustained=r["worst_p95_ms"] <= args.max_p95_ms)
+            rows.append(r)
+            print(json.dumps({k: v for k, v in r.items() if k != "per_stream"}), flush=True)
+    device = _cpu_name()
+    result = {"what": "concurrent real-time live streams (threads sharing one model), per-frame latency",
+              "device": device, "backend": args.backend, "num_inference_steps": args.num_inference_steps,
+              "audio_s": args.audio_s, "max_p95_ms": args.max_p95_ms, "date": date.today().isoformat(),
+              "live_options": {k: v for k, v in vars(LiveOptions()).items() if k != "lookahead_s"},
+              "rows": rows, "windowed_baseline": windowed_baseline(animator, audio, options),
+              "max_sustained_streams": {str(la): max([r["streams"] for r in rows if r["lookahead_ms"] == la and r["sustained"]],
+                                                     default=0) for la in args.lookahead_ms}}
+    slug = "".join(c if c.isalnum() else "-" for c in device.lower()).strip("-")
+    out = Path(args.out) if args.out else RESULTS_DIR / f"live-streams-{slug}-{result['date']}.json"
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps({"max_sustained_streams": result["max_sustained_streams"], "windowed_baseline": result["windowed_baseline"]}))
+    print(f"written {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
