@@ -97,6 +97,35 @@ def test_emotion_changes_mid_stream_smoothly(animator, clip):
     assert np.abs(np.diff(ramp)).max() < 0.6 * (ramp[-1] - ramp[0])
 
 
+def test_batched_streams_equal_streams_alone(animator, demo_audio):
+    """Three streams (other clips, seeds, emotions) advanced by one LiveBatch, one joining late and
+    one leaving early: each gets the frames it gets alone, within float rounding of the batch."""
+    from cafetalk_rt.longform.live import LiveBatch
+
+    clips = {"a": demo_audio[:32_000], "b": demo_audio[8_000:40_000], "c": demo_audio[16_000:40_000]}
+    opts = {"a": OPT, "b": AnimateOptions(seed=9, num_inference_steps=2, emotion="happy", intensity=3),
+            "c": AnimateOptions(seed=5, num_inference_steps=2, emotion="sad")}
+    alone = {k: _stream(animator, clips[k], options=opts[k]) for k in clips}
+    batch, got = LiveBatch(animator), {k: [] for k in clips}
+    batch.open("a", opts["a"]), batch.open("b", opts["b"])
+    for i in range(0, 32_000, 1280):
+        if i == 6_400:
+            batch.open("c", opts["c"])  # joins 0.4 s later: its audio starts then
+        chunks = {k: clips[k][i - (6_400 if k == "c" else 0) :][:1280] for k in batch.streams}
+        for k, frames in batch.push({k: c for k, c in chunks.items() if c.size}).items():
+            got[k].append(frames)
+        if i == 25_600:
+            got["b"].append(batch.close("b"))  # leaves early: its clip is cut at 1.68 s
+    for k in ("a", "c"):
+        got[k].append(batch.close(k))
+    got = {k: np.concatenate(v) for k, v in got.items()}
+    alone["b"] = _stream(animator, clips["b"][:26_880], options=opts["b"])
+    alone["c"] = _stream(animator, clips["c"][: 32_000 - 6_400], options=opts["c"])
+    for k in clips:
+        assert got[k].shape == alone[k].shape
+        assert np.abs(got[k] - alone[k]).max() < 1e-4, k
+
+
 def test_errors_say_what_to_do(animator, clip):
     with pytest.raises(InputError, match="offline-only"):
         LiveStream(animator, AnimateOptions(au_spans="AU12=1@0.1-0.5"))

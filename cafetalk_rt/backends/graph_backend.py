@@ -114,6 +114,14 @@ class GraphBackend:
         run, meta = self.graph("speech_encoder")
         return run(meta.feed(audio=np.asarray(audio, np.float32)[None]))[AUDIO_FEATURES.name][0]
 
+    def encode_batch(self, audios: list[np.ndarray]) -> list[np.ndarray]:
+        """Clips of one length in ONE speech-encoder call ((B, L) → B × (T_a, 384)); clips of
+        different lengths one call each (a graph batch needs one shape)."""
+        if len({len(a) for a in audios}) != 1:
+            return [self.encode(a) for a in audios]
+        run, meta = self.graph("speech_encoder")
+        return list(run(meta.feed(audio=np.stack([np.asarray(a, np.float32) for a in audios])))[AUDIO_FEATURES.name])
+
     def sample(self, features: np.ndarray, noise: np.ndarray, *, emotion: int, intensity: int, options,
                step_noise: np.ndarray | None = None, fine: AUCondition | None = None) -> np.ndarray:
         """Denoise ``noise`` (B, T, 52) given ``features`` (B, T_a, 384); returns blendshapes

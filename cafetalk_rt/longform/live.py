@@ -166,8 +166,7 @@ class LiveStream:
         """
         x = self._check_chunk(chunk)
         self._append(x)
-        while self._received >= frame_start_sample(self._model_end + self.hop_frames, self.model_fps) + \
-                self.lookahead_samples:
+        while self._ready():
             self._step(self._model_end + self.hop_frames)
         return self._emit(final=False)
 
@@ -218,22 +217,18 @@ class LiveStream:
         u = np.clip((frames - self._change_frame + 1) / n, 0.0, 1.0)
         return (u * u * (3.0 - 2.0 * u)).astype(np.float32)
 
-    def _features(self, w0: int, w1: int, heard: int) -> np.ndarray:
-        """(1, 2·(w1 − w0), D) speech features of model frames [w0, w1), encoded from
-        ``encoder_context_s`` before w0 up to sample ``heard`` (the new frames' end + look-ahead,
-        or the stream's end)."""
-        start = frame_start_sample(w0, self.model_fps)
-        a0 = max(0, start - self.context_samples)
-        a1 = heard
-        feats = self.backend.encode(self._audio[a0 - self._audio_offset : a1 - self._audio_offset])  # (T_a, D)
-        off, n = (start - a0) // feature_hop_samples(), 2 * (w1 - w0)
-        feats = feats[off : off + n]
-        if feats.shape[0] < n:  # the stream's end: hold the last feature frame
-            feats = np.concatenate([feats, np.repeat(feats[-1:], n - feats.shape[0], axis=0)])
-        return feats[None]
-
     def _step(self, w1: int) -> None:
         """Denoise the window ending at model frame ``w1``; frames [model_end, w1) become final."""
+        job = self._prepare(w1)
+        self._finish(job, *denoise_jobs(self.backend, [job])[0])
+
+    def _ready(self) -> bool:
+        """A hop's audio and look-ahead have arrived (push) or the stream is ending (flush)."""
+        need = frame_start_sample(self._model_end + self.hop_frames, self.model_fps) + self.lookahead_samples
+        return self._received >= need
+
+    def _prepare(self, w1: int) -> "_Job":
+        """What the hop ending at model frame ``w1`` needs: audio, noise, emitted frames, weights."""
         e = self._model_end
         w0 = max(0, e - self.past_frames)
         # The window reaches into the look-ahead: frames whose audio has fully arrived are denoised
@@ -241,41 +236,31 @@ class LiveStream:
         heard = min(self._received, frame_start_sample(w1, self.model_fps) + self.lookahead_samples)
         w2 = max(w1, min(num_frames(self._received, self.model_fps),
                          w1 + (heard - frame_start_sample(w1, self.model_fps)) // frame_start_sample(1, self.model_fps)))
-        feats = self._features(w0, w2, heard)
         drawn = self._noise_offset + self._noise.shape[0]
         if w2 > drawn:
             self._noise = np.concatenate([self._noise, initial_noise_frames(self._rng, w2 - drawn)])
-        x_t = self._noise[w0 - self._noise_offset : w2 - self._noise_offset][None]  # (1, T, 52)
+        start = frame_start_sample(w0, self.model_fps)
+        a0 = max(0, start - self.context_samples)
         weights = self._weights(np.arange(w0, w2))
-        rows = [self._prev, self._cond] if 0.0 < weights.max() and weights.min() < 1.0 else \
-            [self._cond if weights.min() >= 1.0 else self._prev]
-        emo, inten = (np.array([r[0] for r in rows]), np.array([r[1] for r in rows], np.float32))
-        step = self.backend.step_denoiser(np.repeat(feats, len(rows), axis=0), emotion=emo, intensity=inten,
-                                          options=self.options)
-        known = step.normalize(self._model[w0 - self._model_offset : e - self._model_offset])[None]  # (1, e-w0, 52)
-        mix = weights[None, :, None]
+        rows = (self._prev, self._cond) if 0.0 < weights.max() and weights.min() < 1.0 else \
+            ((self._cond if weights.min() >= 1.0 else self._prev),)
+        return _Job(self, w0, w1, w2, audio=self._audio[a0 - self._audio_offset : heard - self._audio_offset],
+                    feature_offset=(start - a0) // feature_hop_samples(),
+                    x_t=self._noise[w0 - self._noise_offset : w2 - self._noise_offset],
+                    known=self._model[w0 - self._model_offset : e - self._model_offset], weights=weights, rows=rows)
 
-        raw = []  # the model's own x0 of the window at the last step, before inpainting
-
-        def denoise(x: np.ndarray, t: int) -> np.ndarray:
-            x0 = step.denoise(np.repeat(x, len(rows), axis=0), t)  # (rows, T, 52)
-            x0 = x0[:1] * (1.0 - mix) + x0[1:] * mix if len(rows) == 2 else x0
-            raw[:] = [x0.copy()]
-            if self.live.inpaint:
-                x0[:, : known.shape[1]] = known  # inpainting: the emitted frames stay as they were
-            return x0
-
-        k = self.options.num_inference_steps
-        timesteps = inference_timesteps(k, step.schedule.num_train_timesteps)
-        x0 = SAMPLERS[self.options.sampler](denoise, x_t, timesteps, step.schedule)[0, e - w0 : w1 - w0]  # (n, 52)
-        if known.shape[1]:  # join: shift the new frames by the model's miss on the last emitted frame, fading
-            delta = known[0, -1] - raw[0][0, known.shape[1] - 1]  # (52,)
-            x0 = x0 + delta * self._join_decay[: x0.shape[0], None]
-        new = np.clip(step.denormalize(x0), 0.0, 1.0)
+    def _finish(self, job: "_Job", x0: np.ndarray, step) -> None:
+        """Keep the hop's new frames: x0 (T, 52) normalised of the window, joined to the past."""
+        e = self._model_end
+        new = x0[e - job.w0 : job.w1 - job.w0]  # (n, 52)
+        if job.known.shape[0]:  # join: shift the new frames by the model's miss on the last emitted frame, fading
+            delta = step.normalize(job.known[-1]) - job.raw_last_known
+            new = new + delta * self._join_decay[: new.shape[0], None]
+        new = np.clip(step.denormalize(new), 0.0, 1.0)
         if not np.all(np.isfinite(new)):
             raise RuntimeError("the model produced non-finite values; please report this with the input")
         self._model = np.concatenate([self._model, new])
-        self._model_end = w1
+        self._model_end = job.w1
         self._drop_old()
 
     def _drop_old(self) -> None:
@@ -315,3 +300,123 @@ class LiveStream:
         self._emitted = stop
         self._drop_old()
         return out.astype(np.float32, copy=True)
+
+
+@dataclass
+class _Job:
+    """One stream's hop: the window [w0, w2) of model frames, of which [model_end, w1) are new."""
+
+    stream: LiveStream
+    w0: int
+    w1: int
+    w2: int
+    audio: np.ndarray  # (L,) what the encoder hears
+    feature_offset: int  # feature frame of w0 in the encoder's output
+    x_t: np.ndarray  # (T, 52) x_T of the window
+    known: np.ndarray  # (n_known, 52) emitted frames in the window (blendshape units)
+    weights: np.ndarray  # (T,) weight of the new condition per frame
+    rows: tuple  # ((emotion, intensity),) or (old, new) during a transition
+    raw_last_known: np.ndarray | None = None  # the model's own x0 of the last emitted frame
+
+    def group_key(self) -> tuple:
+        o = self.stream.options
+        return (len(self.rows), self.x_t.shape[0], self.known.shape[0], self.audio.size, self.feature_offset,
+                o.num_inference_steps, o.sampler, o.guidance_scale, o.audio_guidance_scale, self.stream.live.inpaint)
+
+
+def _features(backend, jobs: list[_Job]) -> np.ndarray:
+    """(B, 2T, D) speech features of the jobs' windows (one encoder call for equal audio lengths)."""
+    encode_batch = getattr(backend, "encode_batch", None)
+    clips = [j.audio for j in jobs]
+    feats = encode_batch(clips) if encode_batch is not None and len(clips) > 1 else [backend.encode(c) for c in clips]
+    out = []
+    for j, f in zip(jobs, feats):
+        n = 2 * j.x_t.shape[0]
+        f = np.asarray(f, np.float32)[j.feature_offset : j.feature_offset + n]
+        if f.shape[0] < n:  # the stream's end: hold the last feature frame
+            f = np.concatenate([f, np.repeat(f[-1:], n - f.shape[0], axis=0)])
+        out.append(f)
+    return np.stack(out)
+
+
+def denoise_jobs(backend, jobs: list[_Job]) -> list[tuple[np.ndarray, object]]:
+    """Denoise the windows of jobs that share a :meth:`_Job.group_key` in one batched call per
+    step (B streams, or one stream with its two transition rows); returns per job its window's
+    x0 (T, 52) normalised and the step denoiser (for the units). Fills ``raw_last_known``."""
+    first = jobs[0]
+    n_rows, options = len(first.rows), first.stream.options
+    feats = np.repeat(_features(backend, jobs), n_rows, axis=0)  # (B·rows, 2T, D)
+    conds = [r for j in jobs for r in j.rows]
+    step = backend.step_denoiser(feats, emotion=np.array([c[0] for c in conds]),
+                                 intensity=np.array([c[1] for c in conds], np.float32), options=options)
+    known = np.stack([step.normalize(j.known) for j in jobs])  # (B, n_known, 52)
+    n_known = known.shape[1]
+    mix = np.stack([j.weights for j in jobs])[:, :, None]  # (B, T, 1)
+    raw = []
+
+    def denoise(x: np.ndarray, t: int) -> np.ndarray:
+        x0 = step.denoise(np.repeat(x, n_rows, axis=0), t)  # (B·rows, T, 52)
+        if n_rows == 2:  # a transition: per-frame blend of the old and the new condition
+            x0 = x0[0::2] * (1.0 - mix) + x0[1::2] * mix
+        raw[:] = [x0[:, n_known - 1].copy()] if n_known else []
+        if first.stream.live.inpaint and n_known:
+            x0[:, :n_known] = known  # inpainting: the emitted frames stay as they were
+        return x0
+
+    timesteps = inference_timesteps(options.num_inference_steps, step.schedule.num_train_timesteps)
+    x0 = SAMPLERS[options.sampler](denoise, np.stack([j.x_t for j in jobs]), timesteps, step.schedule)
+    for i, j in enumerate(jobs):
+        j.raw_last_known = raw[0][i] if raw else None
+    return [(x0[i], step) for i in range(len(jobs))]
+
+
+class LiveBatch:
+    """Many live streams on one model, advanced together: at each hop the streams whose windows
+    have the same shape share one speech-encoder call and one denoiser call per step (paper Eq. 6
+    with all their CFG rows in one batch). A stream that joins, leaves or stalls changes only the
+    batch size; every stream gets the frames it would get alone (within float rounding of the
+    batched call, tests/test_live.py).
+
+    Args:
+        animator: the loaded model all streams share.
+    """
+
+    def __init__(self, animator):
+        self.animator = animator
+        self.streams: dict = {}
+
+    def open(self, key, options: AnimateOptions | None = None, live: LiveOptions | None = None) -> LiveStream:
+        """Start stream ``key`` (any hashable). Raises InputError: ``key`` is already open, or as LiveStream."""
+        if key in self.streams:
+            raise InputError(f"stream {key!r} is already open")
+        self.streams[key] = LiveStream(self.animator, options, live)
+        return self.streams[key]
+
+    def push(self, chunks: dict) -> dict:
+        """Add audio to some streams ({key: (L,) float32}); advance every stream that is ready,
+        batched; returns {key: (n, 52) newly final frames} for every open stream.
+
+        Raises:
+            InputError: an unknown stream key. AudioInputError: as LiveStream.push.
+        """
+        unknown = [k for k in chunks if k not in self.streams]
+        if unknown:
+            raise InputError(f"unknown stream(s) {unknown!r}; open them first")
+        for key, chunk in chunks.items():
+            s = self.streams[key]
+            s._append(s._check_chunk(chunk))
+        while True:
+            ready = [s for s in self.streams.values() if s._ready()]
+            if not ready:
+                break
+            groups: dict = {}
+            for job in (s._prepare(s._model_end + s.hop_frames) for s in ready):
+                groups.setdefault(job.group_key(), []).append(job)
+            for jobs in groups.values():
+                for job, (x0, step) in zip(jobs, denoise_jobs(self.animator.backend, jobs)):
+                    job.stream._finish(job, x0, step)
+        return {key: s._emit(final=False) for key, s in self.streams.items()}
+
+    def close(self, key) -> np.ndarray:
+        """End stream ``key``: its last frames (``LiveStream.flush``); the stream is removed."""
+        return self.streams.pop(key).flush()
