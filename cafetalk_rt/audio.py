@@ -165,3 +165,22 @@ def _resample(mono: np.ndarray, sample_rate: int) -> np.ndarray:
     logger.debug("resampling %d Hz -> %d Hz", sample_rate, SAMPLE_RATE)
     out = soxr.resample(np.ascontiguousarray(mono), sample_rate, SAMPLE_RATE, quality="HQ")
     return np.asarray(out, dtype=np.float32)
+
+
+def check_chunk(chunk, *, at_s: float) -> np.ndarray:
+    """One chunk of a stream as (L,) float32 16 kHz mono samples ((L, 1) is accepted).
+
+    Args:
+        at_s: stream time of the chunk's first sample (for the message).
+    Raises:
+        AudioInputError: not 1-D float audio, or non-finite samples.
+    """
+    x = np.asarray(chunk)
+    if x.ndim == 2 and x.shape[1] == 1:
+        x = x[:, 0]
+    if x.ndim != 1 or x.dtype.kind != "f":
+        raise AudioInputError(f"push() takes (L,) float 16 kHz mono samples, got shape {x.shape} dtype {x.dtype}")
+    x = x.astype(np.float32, copy=False)
+    if x.size and not np.isfinite(x).all():
+        raise AudioInputError(f"audio chunk at {at_s:.3f} s has non-finite samples")
+    return x

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cafetalk_rt.audio import SILENCE_PEAK
+from cafetalk_rt.audio import SILENCE_PEAK, check_chunk
 from cafetalk_rt.blendshapes import NUM_BLENDSHAPES
 from cafetalk_rt.control.emotions import check_intensity, emotion_index
 from cafetalk_rt.diffusion.noise import initial_noise_frames
@@ -191,15 +191,7 @@ class LiveStream:
     def _check_chunk(self, chunk) -> np.ndarray:
         if self._closed:
             raise InputError("push after flush: start a new LiveStream for a new stream")
-        x = np.asarray(chunk)
-        if x.ndim == 2 and x.shape[1] == 1:
-            x = x[:, 0]
-        if x.ndim != 1 or x.dtype.kind != "f":
-            raise AudioInputError(f"push() takes (L,) float 16 kHz mono samples, got shape {x.shape} dtype {x.dtype}")
-        x = x.astype(np.float32, copy=False)
-        if x.size and not np.isfinite(x).all():
-            raise AudioInputError(f"audio chunk at {self.stream_time_s:.3f} s has non-finite samples")
-        return x
+        return check_chunk(chunk, at_s=self.stream_time_s)
 
     def _append(self, x: np.ndarray) -> None:
         self._audio = np.concatenate([self._audio, x])

@@ -25,7 +25,7 @@ import logging
 
 import numpy as np
 
-from cafetalk_rt.audio import SILENCE_PEAK
+from cafetalk_rt.audio import SILENCE_PEAK, check_chunk
 from cafetalk_rt.blendshapes import NUM_BLENDSHAPES
 from cafetalk_rt.errors import AudioInputError, InputError
 from cafetalk_rt.frames import (SAMPLE_RATE, first_source_frame, frame_start_sample, num_frames,
@@ -143,15 +143,7 @@ class StreamingAnimator:
     def _check_chunk(self, chunk) -> np.ndarray:
         if self._closed:
             raise InputError("push after flush: start a new StreamingAnimator for a new stream")
-        x = np.asarray(chunk)
-        if x.ndim == 2 and x.shape[1] == 1:
-            x = x[:, 0]
-        if x.ndim != 1 or x.dtype.kind != "f":
-            raise AudioInputError(f"push() takes (L,) float 16 kHz mono samples, got shape {x.shape} dtype {x.dtype}")
-        x = x.astype(np.float32, copy=False)
-        if x.size and not np.isfinite(x).all():
-            raise AudioInputError(f"audio chunk at {self._received / SAMPLE_RATE:.3f} s has non-finite samples")
-        return x
+        return check_chunk(chunk, at_s=self._received / SAMPLE_RATE)
 
     def _append(self, x: np.ndarray) -> None:
         need = self._audio_len + x.size
