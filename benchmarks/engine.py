@@ -413,12 +413,10 @@ def export_missing(model_path, precision: str, wanted: list[tuple[str, int | Non
     """Export into the checkpoint's cache the graphs ``wanted`` = [(kind, K or None)] that neither
     the package nor the cache holds (the runtime exports nothing itself; a benchmark of other K
     or fp16 needs them). Needs the ``[export]`` extra."""
-    from cafetalk_rt.backends.cache import file_sha256, graph_dir, graph_dirs
-    from cafetalk_rt.backends.contract import graph_filename
+    from cafetalk_rt.backends.cache import file_sha256, find_graph, graph_dir, graph_dirs
 
     dirs = graph_dirs(model_path, precision)
-    missing = [(kind, k) for kind, k in wanted
-               if not any((d / graph_filename(kind, precision, k)).is_file() for d in dirs)]
+    missing = [(kind, k) for kind, k in wanted if find_graph(dirs, kind, precision, k) is None]
     if not missing:
         return
     from export.onnx_export import export_onnx

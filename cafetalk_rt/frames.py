@@ -80,6 +80,20 @@ def num_resampled_ready(num_src: int, src_rate: float, dst_rate: float) -> int:
     return n
 
 
+def final_output_frames(model: np.ndarray, model_offset: int, model_end: int, src_fps: float, fps: float,
+                        emitted: int, total_samples: int | None = None) -> np.ndarray:
+    """The output frames at ``fps`` after the first ``emitted`` that are final, given the final
+    source frames ``model`` = frames [model_offset, model_end) at ``src_fps`` (streams): all of
+    them when the rates match, else the rows :func:`num_resampled_ready` allows, or, at the end of
+    the stream (``total_samples`` given), up to ``round(duration · fps)``. (n, C) float32 in [0, 1]."""
+    if fps == src_fps:
+        return model[emitted - model_offset : model_end - model_offset].astype(np.float32, copy=True)
+    stop = num_frames(total_samples, fps) if total_samples is not None else num_resampled_ready(model_end, src_fps, fps)
+    if stop <= emitted:
+        return np.zeros((0, model.shape[1]), np.float32)
+    return np.clip(resample_frames(model, src_fps, fps, emitted, stop, src_start=model_offset), 0.0, 1.0)
+
+
 def first_source_frame(out_frame: int, src_rate: float, dst_rate: float) -> int:
     """Lowest source frame that :func:`resample_frames` may read for output rows ≥ ``out_frame``
     (one frame of margin against rounding), never below 0."""

@@ -69,6 +69,14 @@ def graph_dirs(model_path: str | Path, precision: str) -> list[Path]:
     return dirs
 
 
+def find_graph(dirs: list[Path], kind: str, precision: str, num_inference_steps: int | None = None) -> Path | None:
+    """The first ``dirs`` entry holding graph ``kind`` (K for per-K graphs), as a path, or None."""
+    from cafetalk_rt.backends.contract import graph_filename
+
+    name = graph_filename(kind, precision, num_inference_steps)
+    return next((d / name for d in dirs if (d / name).is_file()), None)
+
+
 def export_command(model_path: str | Path, precision: str, kinds: list[str], ks: list[int]) -> str:
     """The command line that writes the given graphs of ``model_path`` into the user cache."""
     cmd = f"cafetalk-rt export onnx --model {model_path} --precision {precision} --graphs {' '.join(kinds)}"

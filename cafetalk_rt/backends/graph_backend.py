@@ -32,7 +32,7 @@ from typing import Callable
 import numpy as np
 
 from cafetalk_rt.backends.base import GraphRunner, StepDenoiser
-from cafetalk_rt.backends.cache import export_command, file_sha256, graph_dirs
+from cafetalk_rt.backends.cache import export_command, file_sha256, find_graph, graph_dirs
 from cafetalk_rt.backends.contract import (AU_VARIANTS, AUDIO_FEATURES, BLENDSHAPES, COND_VARIANTS, X0_PRED,
                                            X0_PRED_AU, X0_PRED_UNCONTROLLED, GraphMetadata, StaleGraphError,
                                            graph_filename)
@@ -76,11 +76,12 @@ class GraphBackend:
         #: metadata of the model (``fps`` etc.), read from the graphs
         self.config: GraphMetadata = self.graph("speech_encoder")[1]
         self.graph("denoiser_step")
+        #: the model's noise schedule (the host-side samplers' update rule)
+        self.schedule = make_schedule(self.config.schedule, self.config.num_train_timesteps)
 
     def find(self, kind: str, num_inference_steps: int | None = None) -> Path | None:
         """Path of graph ``kind`` (K for per-K graphs) in :attr:`graph_dirs`, or None."""
-        name = graph_filename(kind, self.precision, num_inference_steps)
-        return next((d / name for d in self.graph_dirs if (d / name).is_file()), None)
+        return find_graph(self.graph_dirs, kind, self.precision, num_inference_steps)
 
     def graph(self, kind: str, num_inference_steps: int | None = None) -> tuple[GraphRunner, GraphMetadata]:
         """The loaded (runner, metadata) of one graph, opened on first use.
@@ -141,24 +142,25 @@ class GraphBackend:
         if options.sampler == "ddim" and self.find(kind["sampler"], k) is not None:
             run, meta = self.graph(kind["sampler"], k)
             return run(meta.feed(noise=noise, audio_features=features, **conds))[BLENDSHAPES.name]
-        run, info = self.graph(kind["denoiser_step"])
+        if fine is None:  # the host loop over the guided step graph
+            step = self.step_denoiser(features, emotion=emotion, intensity=intensity, options=options)
+            denoiser, tile = step.denoise, (lambda x: x)
+        else:
+            run, info = self.graph(kind["denoiser_step"])
 
-        def denoiser(x_t: np.ndarray, t: int) -> np.ndarray:
-            feed = {"timestep": np.full(b, t, np.int64), "audio_features": features, **conds}
-            if fine is None:
-                return run(info.feed(x_t=x_t, **feed))[X0_PRED.name]
-            # (2B, T, 52): controlled rows, then uncontrolled rows (guidance.anchored_fine_denoiser)
-            out = run(info.feed(x_t=x_t[:b], x_t_uncontrolled=x_t[b:], **feed))
-            return np.concatenate([out[X0_PRED_AU.name], out[X0_PRED_UNCONTROLLED.name]])
+            def denoiser(x_t: np.ndarray, t: int) -> np.ndarray:
+                # (2B, T, 52): controlled rows, then uncontrolled rows (guidance.anchored_fine_denoiser)
+                out = run(info.feed(x_t=x_t[:b], x_t_uncontrolled=x_t[b:], timestep=np.full(b, t, np.int64),
+                                    audio_features=features, **conds))
+                return np.concatenate([out[X0_PRED_AU.name], out[X0_PRED_UNCONTROLLED.name]])
 
-        def tile(x: np.ndarray) -> np.ndarray:  # with AUs both trajectories start from the same x_T (and step noise)
-            return x if fine is None else np.concatenate([x, x])
+            def tile(x: np.ndarray) -> np.ndarray:  # both trajectories start from the same x_T (and step noise)
+                return np.concatenate([x, x])
 
-        schedule = make_schedule(info.schedule, info.num_train_timesteps)
-        timesteps = inference_timesteps(k, info.num_train_timesteps)
+        timesteps = inference_timesteps(k, self.config.num_train_timesteps)
         steps = None if step_noise is None else [tile(z) for z in step_noise]
-        x0 = SAMPLERS[options.sampler](denoiser, tile(noise), timesteps, schedule, noise=steps)[:b]
-        return (x0 * info.bs_std + info.bs_mean).astype(np.float32)
+        x0 = SAMPLERS[options.sampler](denoiser, tile(noise), timesteps, self.schedule, noise=steps)[:b]
+        return (x0 * self.config.bs_std + self.config.bs_mean).astype(np.float32)
 
     def _conditions(self, b: int, emotion, intensity, options, fine: AUCondition | None = None) -> tuple[dict, bool]:
         """The per-row condition inputs of the graphs ((B,) arrays; ``emotion``/``intensity`` a
@@ -186,7 +188,7 @@ class GraphBackend:
         def denoise(x_t: np.ndarray, t: int) -> np.ndarray:
             return run(meta.feed(x_t=x_t, timestep=np.full(b, t, np.int64), audio_features=features, **conds))[X0_PRED.name]
 
-        return StepDenoiser(denoise, meta.bs_mean, meta.bs_std, make_schedule(meta.schedule, meta.num_train_timesteps))
+        return StepDenoiser(denoise, meta.bs_mean, meta.bs_std, self.schedule)
 
     def close(self) -> None:
         for run, _ in self._graphs.values():

@@ -96,6 +96,7 @@ class TorchBackend:
         self.config = self.model.config
         self.encoder = build_speech_encoder(self.config.speech_encoder).to(self.device)
         self.schedule = make_schedule(self.config.schedule, self.config.num_train_timesteps)
+        self._guided: dict[BranchPlan, GuidedDenoiser] = {}
 
     @torch.inference_mode()
     def encode(self, audio: np.ndarray) -> np.ndarray:
@@ -119,7 +120,10 @@ class TorchBackend:
         """The guided step (:class:`GuidedDenoiser`) for ``features`` (B, T_a, D_a), numpy in and
         out; ``emotion`` (B,) int / ``intensity`` (B,) float, or scalars."""
         b, dev = features.shape[0], self.device
-        guided = guided_denoiser(self.model, self.schedule, BranchPlan.for_options(options))
+        plan = BranchPlan.for_options(options)
+        if plan not in self._guided:  # built once per plan: a stream asks every hop
+            self._guided[plan] = guided_denoiser(self.model, self.schedule, plan)
+        guided = self._guided[plan]
         feats = torch.from_numpy(np.ascontiguousarray(features, np.float32)).to(dev)
         emo = torch.from_numpy(np.broadcast_to(np.asarray(emotion, np.int64), (b,)).copy()).to(dev)
         inten = torch.from_numpy(np.broadcast_to(np.asarray(intensity, np.float32), (b,)).copy()).to(dev)

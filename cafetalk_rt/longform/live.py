@@ -36,8 +36,8 @@ from cafetalk_rt.diffusion.noise import initial_noise_frames
 from cafetalk_rt.diffusion.samplers import SAMPLERS, STOCHASTIC_SAMPLERS
 from cafetalk_rt.diffusion.schedule import inference_timesteps
 from cafetalk_rt.errors import AudioInputError, InputError
-from cafetalk_rt.frames import (SAMPLE_RATE, feature_hop_samples, first_source_frame, frame_start_sample, num_frames,
-                                num_resampled_ready, resample_frames)
+from cafetalk_rt.frames import (SAMPLE_RATE, feature_hop_samples, final_output_frames, first_source_frame,
+                                frame_start_sample, num_frames)
 from cafetalk_rt.options import AnimateOptions
 
 log = logging.getLogger(__name__)
@@ -275,23 +275,11 @@ class LiveStream:
 
     def _emit(self, *, final: bool) -> np.ndarray:
         """Output frames that are final, at ``options.fps``."""
-        fps = self.options.fps
-        if fps == self.model_fps:
-            stop = self._model_end
-        elif final:
-            stop = num_frames(self._received, fps)
-        else:
-            stop = num_resampled_ready(self._model_end, self.model_fps, fps)
-        if stop <= self._emitted:
-            return _EMPTY
-        if fps == self.model_fps:
-            out = self._model[self._emitted - self._model_offset : stop - self._model_offset]
-        else:
-            out = np.clip(resample_frames(self._model, self.model_fps, fps, self._emitted, stop,
-                                          src_start=self._model_offset), 0.0, 1.0)
-        self._emitted = stop
+        out = final_output_frames(self._model, self._model_offset, self._model_end, self.model_fps, self.options.fps,
+                                  self._emitted, self._received if final else None)
+        self._emitted += len(out)
         self._drop_old()
-        return out.astype(np.float32, copy=True)
+        return out
 
 
 @dataclass

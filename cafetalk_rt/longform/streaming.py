@@ -28,8 +28,7 @@ import numpy as np
 from cafetalk_rt.audio import SILENCE_PEAK, check_chunk
 from cafetalk_rt.blendshapes import NUM_BLENDSHAPES
 from cafetalk_rt.errors import AudioInputError, InputError
-from cafetalk_rt.frames import (SAMPLE_RATE, first_source_frame, frame_start_sample, num_frames,
-                                num_resampled_ready, resample_frames)
+from cafetalk_rt.frames import SAMPLE_RATE, final_output_frames, first_source_frame, frame_start_sample, num_frames
 from cafetalk_rt.diffusion.noise import initial_noise_frames
 from cafetalk_rt.longform.offline import sample_group, window_groups, windows_per_call
 from cafetalk_rt.options import AnimateOptions
@@ -196,17 +195,11 @@ class StreamingAnimator:
     def _emit(self, *, final: bool, total_samples: int = 0) -> np.ndarray:
         """Output frames that are final, at options.fps."""
         fps = self.options.fps
-        if fps == self.model_fps:
-            out, self._model = self._model, self._model[:0]
-            self._model_offset = self._model_end
-        else:
-            stop = num_frames(total_samples, fps) if final else num_resampled_ready(self._model_end, self.model_fps, fps)
-            if stop <= self._emitted:
-                return np.zeros((0, NUM_BLENDSHAPES), np.float32)
-            out = np.clip(resample_frames(self._model, self.model_fps, fps, self._emitted, stop,
-                                          src_start=self._model_offset), 0.0, 1.0)
-            keep = min(first_source_frame(stop, self.model_fps, fps), self._model_end)
-            self._model = self._model[keep - self._model_offset :]
-            self._model_offset = keep
+        out = final_output_frames(self._model, self._model_offset, self._model_end, self.model_fps, fps,
+                                  self._emitted, total_samples if final else None)
         self._emitted += len(out)
-        return out.astype(np.float32, copy=False)
+        keep = self._model_end if fps == self.model_fps else \
+            min(first_source_frame(self._emitted, self.model_fps, fps), self._model_end)
+        self._model = self._model[keep - self._model_offset :]
+        self._model_offset = keep
+        return out
