@@ -26,21 +26,45 @@ LOOKAHEADS_S = (0.04, 0.08, 0.16, 0.32)
 
 def _animate_all(animator, clips, options, live) -> dict[str, np.ndarray]:
     from cafetalk_rt.audio import load_audio
+    return {clip.stem: _animate_audio(animator, load_audio(clip), options, live) for clip in clips}
+
+
+def _animate_audio(animator, audio, options, live) -> np.ndarray:
+    """Offline (``live`` None) or as a live stream pushed a hop at a time: (T, 52)."""
     from cafetalk_rt.longform.live import LiveStream
 
-    out = {}
-    for clip in clips:
-        audio = load_audio(clip)
-        if live is None:
-            out[clip.stem] = animator.animate(audio, options, prepared=True).blendshapes
-            continue
-        stream, frames = LiveStream(animator, options, live), []
-        hop = int(round(live.hop_s * 16_000))
-        for i in range(0, audio.size, hop):
-            frames.append(stream.push(audio[i : i + hop]))
-        frames.append(stream.flush())
-        out[clip.stem] = np.concatenate(frames)
-    return out
+    if live is None:
+        return animator.animate(audio, options, prepared=True).blendshapes
+    stream, frames = LiveStream(animator, options, live), []
+    hop = int(round(live.hop_s * 16_000))
+    for i in range(0, audio.size, hop):
+        frames.append(stream.push(audio[i : i + hop]))
+    frames.append(stream.flush())
+    return np.concatenate(frames)
+
+
+def _heldout(corpus: str, animator, options, live, limit: int) -> dict:
+    """Held-out TTS clips (the corpus's ``test`` split: voices and sentences never trained on)
+    against their exact ground truth: jawOpen correlation and mouth MAE (clip means,
+    ``train.evaluate.lip_metrics``) and the share of p/b/m whose lips close
+    (``train.evaluate.closure_rate``)."""
+    from cafetalk_rt.options import AnimateOptions
+    from train.corpus.format import load_clip, read_manifest
+    from train.evaluate import closure_rate, lip_metrics
+
+    rows, closed, total, seconds = [], 0, 0, 0.0
+    for e in [e for e in read_manifest(corpus) if e["split"] == "test"][:limit]:
+        audio, true, fps = load_clip(corpus, e)
+        opts = AnimateOptions(**{**vars(options), "emotion": e["emotion"], "intensity": int(e["intensity"]),
+                                 "fps": int(fps)})
+        pred = _animate_audio(animator, audio, opts, live)
+        rows.append(lip_metrics(pred, true))
+        motion = np.load(Path(corpus) / e["motion"])
+        c, t = closure_rate(pred, fps, motion["phones"], motion["phone_start_s"], motion["phone_end_s"])
+        closed, total, seconds = closed + c, total + t, seconds + e["duration_s"]
+    return {"clips": len(rows), "audio_s": round(seconds, 1), "jaw_corr": float(np.mean([r["jaw_corr"] for r in rows])),
+            "mouth_mae": float(np.mean([r["mouth_mae"] for r in rows])), "pbm_closure": closed / max(1, total),
+            "pbm_phones": total}
 
 
 def _lipsync(devset: Path, animations: dict[str, np.ndarray], fps: float) -> dict:

@@ -33,6 +33,26 @@ def _onnx(args) -> int:
     return 0
 
 
+def _streaming(args) -> int:
+    from cafetalk_rt.backends.cache import file_sha256, graph_dir
+    from cafetalk_rt.backends.streaming_contract import StreamingLayout
+    from export.streaming_export import export_streaming
+
+    frames = {}
+    for name in ("hop_ms", "past_ms", "encoder_context_ms", *(["lookahead_ms"])):
+        values = getattr(args, name) if isinstance(getattr(args, name), list) else [getattr(args, name)]
+        if any(v % 40 for v in values):
+            raise ValueError(f"--{name.replace('_', '-')} must be a multiple of 40 ms (one 25 fps frame), got {values}")
+        frames[name] = [v // 40 for v in values]
+    layouts = [StreamingLayout(hop_frames=frames["hop_ms"][0], lookahead_frames=la, past_frames=frames["past_ms"][0],
+                               encoder_context_frames=frames["encoder_context_ms"][0],
+                               num_inference_steps=args.num_inference_steps) for la in frames["lookahead_ms"]]
+    out = args.out or graph_dir(file_sha256(_model(args)))
+    for path in export_streaming(_model(args), out, layouts, precision=args.precision, force=args.force):
+        print(f"{path}: ready ({path.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
 def _tensorrt(args) -> int:
     from export.tensorrt import build_engines
 
@@ -69,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     add_commands(ap)
     args = ap.parse_args(argv)
     try:
-        return {"onnx": _onnx, "tensorrt": _tensorrt, "ship": _ship, "triton": _triton}[args.export_cmd](args)
+        return {"onnx": _onnx, "streaming": _streaming, "tensorrt": _tensorrt, "ship": _ship, "triton": _triton}[args.export_cmd](args)
     except (FileNotFoundError, ValueError, ImportError, RuntimeError) as e:
         print(f"export: error: {e}", file=sys.stderr)
         return 2

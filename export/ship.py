@@ -1,6 +1,6 @@
 """Build the graphs that ship inside the package (``cafetalk_rt/assets/graphs``): the default
-model's speech encoder, its denoiser step graphs (plain, CFG-off, AU) and the fused DDIM samplers
-for the default K, so ``pip install cafetalk-rt`` runs on ONNX Runtime with neither torch nor
+model's speech encoder, its denoiser step graphs (plain, CFG-off, AU), the fused DDIM samplers
+for the default K and the live-streaming graphs (0.16 s and 0.08 s look-ahead), so ``pip install cafetalk-rt`` runs on ONNX Runtime with neither torch nor
 an exporter (faster-whisper and Piper ship their converted models the same way).
 
 Two things keep the package small (measured in docs/export.md):
@@ -33,6 +33,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from cafetalk_rt.backends import contract
 from cafetalk_rt.backends.cache import file_sha256
+from cafetalk_rt.backends.streaming_contract import LAYOUTS
 from cafetalk_rt.model_files import DEFAULT_MODEL, SHIPPED_GRAPHS, SHIPPED_GRAPHS_DIR, WEIGHTS_FILE
 
 log = logging.getLogger(__name__)
@@ -140,11 +141,13 @@ def ship(model_path: Path = DEFAULT_MODEL, out_dir: Path = SHIPPED_GRAPHS_DIR) -
     pack them into ``out_dir`` (default: the package's ``assets/graphs``). Also writes
     ``manifest.json`` (file → bytes, the checkpoint hash). Returns the packed graph paths."""
     from export.onnx_export import export_onnx
+    from export.streaming_export import export_streaming
 
     with tempfile.TemporaryDirectory() as d:
         for kind, k in SHIPPED_GRAPHS:
             export_onnx(model_path, d, num_inference_steps=(k,) if k else (1,), kinds=(kind,), precisions=("fp32",))
         sources = [Path(d) / contract.graph_filename(kind, "fp32", k) for kind, k in SHIPPED_GRAPHS]
+        sources += export_streaming(model_path, d, list(LAYOUTS.values()))
         paths = pack_graphs(sources, Path(out_dir))
     write_manifest(Path(out_dir), model_path)
     return paths
@@ -156,6 +159,7 @@ def write_manifest(out_dir: Path, model_path: Path) -> Path:
     files = sorted(p.name for p in out_dir.iterdir() if p.name != "manifest.json")
     manifest = {"model_sha256": file_sha256(model_path), "format": contract.GRAPH_FORMAT,
                 "graphs": [list(g) for g in SHIPPED_GRAPHS],
+                "streaming": [layout.filename() for layout in LAYOUTS.values()],
                 "bytes": {name: (out_dir / name).stat().st_size for name in files}}
     path = out_dir / "manifest.json"
     path.write_text(json.dumps(manifest, indent=1) + "\n")

@@ -36,7 +36,7 @@ def node_project():
         pytest.skip("node and npm are not installed: the Node.js proof cannot run here")
     lock = (NODE_DIR / "package-lock.json").read_bytes()
     d = cache_root() / "node" / hashlib.sha256(lock).hexdigest()[:16]
-    for name in ("package.json", "package-lock.json", "run_graph.mjs"):
+    for name in ("package.json", "package-lock.json", "run_graph.mjs", "run_streaming.mjs"):
         d.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(NODE_DIR / name, d / name)
     if not (d / "node_modules" / "onnxruntime-node").is_dir():
@@ -81,3 +81,33 @@ def test_node_reproduces_python_end_to_end(node_project, tmp_path_factory, tmp_p
     ref = backend.sample(backend.encode(audio[0])[None], noise, emotion=5, intensity=3,
                          options=AnimateOptions(num_inference_steps=2, guidance_scale=2.0))
     assert np.abs(from_node - np.clip(ref, 0, 1)).max() <= 1e-4
+
+
+def test_node_drives_the_streaming_graph_like_python(node_project, animator, demo_audio, tmp_path):
+    """Node.js runs the shipped stateful streaming graph chunk by chunk (its own state handling,
+    tests/node/run_streaming.mjs) and reproduces Python's LiveStream frames within 1e-4."""
+    from cafetalk_rt.backends.streaming_contract import KEY_STREAMING, DEFAULT_LAYOUT
+    from cafetalk_rt.longform.live import LiveStream
+
+    audio = demo_audio[:36_000]  # 2.25 s: 56 frames, ends mid-hop
+    opts = AnimateOptions(seed=11, num_inference_steps=2, emotion="happy", intensity=2)
+    stream = LiveStream(animator, opts)
+    frames = [stream.push(audio[i : i + 3000]) for i in range(0, audio.size, 3000)] + [stream.flush()]
+    from_python = np.concatenate(frames)
+    runner = animator.backend.streaming_step(DEFAULT_LAYOUT)
+    graph = runner.path  # the shipped graph file (OnnxRuntimeRunner)
+    noise = np.random.default_rng(11).standard_normal((80, 52)).astype(np.float32)  # LiveStream's frame noise
+    audio.astype(np.float32).tofile(tmp_path / "audio.f32")
+    noise.tofile(tmp_path / "noise.f32")
+    from cafetalk_rt.control.emotions import emotion_index
+
+    params = {"layout": json.loads(runner.metadata[KEY_STREAMING]), "emotion": emotion_index("happy"),
+              "intensity": 2.0, "guidance_scale": opts.guidance_scale}
+    (tmp_path / "params.json").write_text(json.dumps(params))
+    proc = subprocess.run(["node", "run_streaming.mjs", str(graph), *(str(tmp_path / n) for n in
+                          ("audio.f32", "noise.f32", "params.json", "out.f32"))],
+                          cwd=node_project, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    from_node = np.fromfile(tmp_path / "out.f32", np.float32).reshape(-1, 52)
+    assert from_node.shape == from_python.shape == (56, 52)
+    assert np.abs(from_node - from_python).max() <= 1e-4

@@ -33,6 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     pf.add_argument("--corpus", required=True)
     pf.add_argument("--encoder", default="whisper-tiny.en")
     pf.add_argument("--batch-size", type=int, default=16)
+    ps = sub.add_parser("stream-features", help="cache speech features as live streams compute them (every hop)")
+    ps.add_argument("--corpus", required=True)
+    ps.add_argument("--lookahead-frames", type=int, nargs="+", default=[4, 2], help="look-ahead(s) in 25 fps frames")
     _fit_parser(sub)
     from train.stage2 import Stage2Config
 
@@ -61,6 +64,12 @@ def main(argv: list[str] | None = None) -> int:
         from train.features import cache_features
 
         print(f"wrote {cache_features(args.corpus, args.encoder, batch_size=args.batch_size)} feature files")
+    elif args.cmd == "stream-features":
+        from cafetalk_rt.backends.streaming_contract import StreamingLayout
+        from train.streaming import cache_stream_features
+
+        layouts = [StreamingLayout(lookahead_frames=la) for la in args.lookahead_frames]
+        print(f"wrote {cache_stream_features(args.corpus, layouts)} streaming feature files")
     elif args.cmd == "fit":
         from train.loop import TrainConfig, fit
 

@@ -35,6 +35,41 @@ def lip_metrics(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
     return {"mouth_mae": float(err.mean()), "mouth_lve": float(err.max(1).mean()), "jaw_corr": corr}
 
 
+#: Bilabial phones (IPA as the TTS engines spell them, stress marks stripped): the lips close.
+BILABIALS = ("p", "b", "m")
+_VOWELS = set("aeiouæɑɒɔəɛɜɪʊʌʉɐyøœɘɵɤɯ")
+
+
+def lip_opening(blendshapes: np.ndarray) -> np.ndarray:
+    """(T,) how far the lips are apart: jawOpen − mouthClose (ARKit's mouthClose closes the lips
+    over an open jaw), clipped at 0."""
+    return np.maximum(0.0, blendshapes[:, INDEX["jawOpen"]] - blendshapes[:, INDEX["mouthClose"]])
+
+
+def closure_rate(pred: np.ndarray, fps: float, phones, starts, ends, *, context_s: float = 0.3) -> tuple[int, int]:
+    """(closed, total) over the p/b/m phones of a clip: a bilabial counts as closed when the
+    smallest :func:`lip_opening` of ``pred`` (T, 52) during it is at most half the largest opening
+    during the vowels within ``context_s`` seconds of it (issue 16's definition). Phones without a
+    vowel nearby, or shorter than a frame, are skipped."""
+    opening = lip_opening(pred)
+    names = [str(p).lstrip("ˈˌ") for p in phones]
+    closed = total = 0
+    for name, a, b in zip(names, starts, ends):
+        if name not in BILABIALS:
+            continue
+        f0, f1 = int(np.floor(a * fps)), int(np.ceil(b * fps))
+        if f1 <= f0 or f0 >= len(opening):
+            continue
+        vowel_frames = [f for n2, a2, b2 in zip(names, starts, ends) if n2 and n2[0] in _VOWELS
+                        and a2 < b + context_s and b2 > a - context_s
+                        for f in range(int(a2 * fps), min(len(opening), int(np.ceil(b2 * fps))))]
+        if not vowel_frames:
+            continue
+        total += 1
+        closed += bool(opening[f0:f1].min() <= 0.5 * opening[vowel_frames].max())
+    return closed, total
+
+
 def _clips(corpus: str, split: str, limit: int):
     entries = [e for e in read_manifest(corpus) if e["split"] == split][:limit]
     if not entries:

@@ -20,7 +20,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from cafetalk_rt.nn.checkpoint import save_denoiser
+from cafetalk_rt.nn.checkpoint import load_denoiser, read_metadata, save_denoiser
 from cafetalk_rt.nn.denoiser import CONFIGS, Denoiser
 from cafetalk_rt.diffusion.schedule import make_schedule
 from train.dataset import CropSampler, load_split, normalization_stats
@@ -35,6 +35,12 @@ class TrainConfig(RunConfig):
     """A stage-1 run (:class:`~train.config.RunConfig` plus the model size)."""
 
     model: str = "small"
+    #: start from this checkpoint (its config, normalisation and any adapter) instead of scratch
+    init: str = ""
+    #: share of batches that are live-stream windows (``train.streaming``; 0 = offline crops only)
+    streaming_share: float = 0.0
+    #: look-ahead frames (comma-separated) of the streaming windows, default layout otherwise
+    streaming_lookaheads: str = "4,2"
 
 
 def _dist_info() -> tuple[int, int]:
@@ -123,6 +129,21 @@ def validation_loss(model, batches, schedule, device) -> float:
     return float(np.mean(total))
 
 
+def _stream_samplers(cfg: TrainConfig, clips, encoder: str, seed: int) -> list:
+    """One :class:`train.streaming.StreamWindowSampler` per look-ahead of
+    ``cfg.streaming_lookaheads`` (none when ``cfg.streaming_share`` is 0)."""
+    if cfg.streaming_share <= 0:
+        return []
+    from cafetalk_rt.backends.streaming_contract import StreamingLayout
+    from train.streaming import StreamWindowSampler, load_stream_features
+
+    out = []
+    for la in (int(x) for x in cfg.streaming_lookaheads.split(",")):
+        layout = StreamingLayout(lookahead_frames=la)
+        out.append(StreamWindowSampler(clips, load_stream_features(cfg.corpus, clips, layout, encoder), layout, seed + la))
+    return out
+
+
 def _save_state(path: Path, step, model, ema, opt, history):
     tmp = path.with_name(path.name + ".tmp")
     torch.save({"step": step, "model": model.state_dict(), "ema": ema.state_dict(),
@@ -148,15 +169,18 @@ def fit(cfg: TrainConfig, *, resume: bool = False) -> Path:
             raise FileExistsError(f"{out} already holds a training run: pass --resume to continue it or choose another --out")
         out.mkdir(parents=True, exist_ok=True)
         (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
-    model_cfg = CONFIGS[cfg.model]
+    model_cfg = read_metadata(cfg.init)[0] if cfg.init else CONFIGS[cfg.model]
     fps = model_cfg.fps
     train_clips = load_split(cfg.corpus, "train", fps, model_cfg.speech_encoder)
     val_clips = load_split(cfg.corpus, "val", fps, model_cfg.speech_encoder, limit=cfg.val_clips)
     torch.manual_seed(cfg.seed)
-    model = Denoiser(model_cfg)
-    mean, std = normalization_stats(train_clips)
-    model.bs_mean.copy_(torch.from_numpy(mean))
-    model.bs_std.copy_(torch.from_numpy(std))
+    if cfg.init:  # a fine-tune keeps the checkpoint's normalisation (and its adapter, untouched)
+        model = load_denoiser(cfg.init)
+    else:
+        model = Denoiser(model_cfg)
+        mean, std = normalization_stats(train_clips)
+        model.bs_mean.copy_(torch.from_numpy(mean))
+        model.bs_std.copy_(torch.from_numpy(std))
     model.to(device)
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -170,6 +194,7 @@ def fit(cfg: TrainConfig, *, resume: bool = False) -> Path:
     schedule = make_schedule(model_cfg.schedule, model_cfg.num_train_timesteps)
     sampler = CropSampler(train_clips, fps, max(1, int(cfg.min_crop_s * fps)), int(cfg.max_crop_s * fps),
                           seed=cfg.seed * 1000 + rank + step)
+    stream_samplers = _stream_samplers(cfg, train_clips, model_cfg.speech_encoder, seed=cfg.seed * 1000 + rank + step)
     val_batches = [CropSampler(val_clips, fps, int(cfg.max_crop_s * fps), int(cfg.max_crop_s * fps), seed=7).batch(16)
                    for _ in range(4)] if val_clips else []
     gen = torch.Generator().manual_seed(cfg.seed * 7919 + rank + step)
@@ -183,7 +208,9 @@ def fit(cfg: TrainConfig, *, resume: bool = False) -> Path:
     while step < cfg.steps:
         for g in opt.param_groups:
             g["lr"] = _lr_at(step, cfg)
-        loss, parts = train_step(ddp, sampler.batch(per_rank), schedule, cfg, gen, device)
+        use_stream = stream_samplers and float(torch.rand((), generator=gen)) < cfg.streaming_share
+        source = stream_samplers[int(torch.randint(len(stream_samplers), (), generator=gen))] if use_stream else sampler
+        loss, parts = train_step(ddp, source.batch(per_rank), schedule, cfg, gen, device)
         optimizer_step(loss, opt, model.parameters(), ema.parameters(), step, cfg)
         step += 1
         bar.update(1)

@@ -190,6 +190,39 @@ class GraphBackend:
 
         return StepDenoiser(denoise, meta.bs_mean, meta.bs_std, self.schedule)
 
+    def streaming_step(self, layout):
+        """The ``streaming_step`` graph of ``layout`` (:mod:`~cafetalk_rt.backends.streaming_contract`),
+        opened once: ``run(feeds) → outputs``, dicts of numpy arrays by the graph's names.
+
+        Raises:
+            MissingDependencyError: no graph for this layout (the message names the export command).
+            StaleGraphError: the file belongs to another checkpoint, precision or layout.
+        """
+        from cafetalk_rt.backends.streaming_contract import KEY_STREAMING, KIND
+
+        key = (KIND, layout)
+        if key not in self._graphs:
+            name = layout.filename(self.precision)
+            path = next((d / name for d in self.graph_dirs if (d / name).is_file()), None)
+            if path is None:
+                raise MissingDependencyError(
+                    f"no {name} for {self.model_path} (looked in {', '.join(map(str, self.graph_dirs))}); write it with "
+                    f"`{layout.export_command(self.model_path, self.precision)}` (needs pip install 'cafetalk-rt[export]')")
+            runner = self._open(path)
+            try:
+                meta = GraphMetadata.from_metadata(runner.metadata, source=str(path)).check(
+                    kind=KIND, precision=self.precision, model_sha256=self.model_sha256,
+                    num_inference_steps=layout.num_inference_steps, source=str(path))
+                if runner.metadata.get(KEY_STREAMING) != layout.to_metadata():
+                    raise StaleGraphError(f"{path}: built for layout {runner.metadata.get(KEY_STREAMING)}, "
+                                          f"not {layout.to_metadata()}")
+            except StaleGraphError as e:
+                runner.close()
+                raise StaleGraphError(f"{e}; rewrite it with `{layout.export_command(self.model_path, self.precision)} "
+                                      "--force`") from None
+            self._graphs[key] = (runner, meta)
+        return self._graphs[key][0]
+
     def close(self) -> None:
         for run, _ in self._graphs.values():
             run.close()

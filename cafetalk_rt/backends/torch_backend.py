@@ -97,6 +97,7 @@ class TorchBackend:
         self.encoder = build_speech_encoder(self.config.speech_encoder).to(self.device)
         self.schedule = make_schedule(self.config.schedule, self.config.num_train_timesteps)
         self._guided: dict[BranchPlan, GuidedDenoiser] = {}
+        self._streaming: dict = {}
 
     @torch.inference_mode()
     def encode(self, audio: np.ndarray) -> np.ndarray:
@@ -137,3 +138,22 @@ class TorchBackend:
 
         stats = (self.model.bs_mean.float().cpu().numpy(), self.model.bs_std.float().cpu().numpy())
         return StepDenoiser(denoise, *stats, self.schedule)
+
+    def streaming_step(self, layout):
+        """The live-streaming hop for ``layout`` (:class:`~cafetalk_rt.nn.streaming.StreamingStep`,
+        built once per layout): ``run(feeds) → outputs``, dicts of numpy arrays named as the
+        ``streaming_step`` graph's inputs and outputs (``backends.streaming_contract.graph_io``)."""
+        from cafetalk_rt.backends.streaming_contract import graph_io
+        from cafetalk_rt.nn.streaming import StreamingStep
+
+        if layout not in self._streaming:
+            self._streaming[layout] = StreamingStep(self.encoder.eval(), self.model, self.schedule, layout).to(self.device)
+        module, dev = self._streaming[layout], self.device
+        inputs, outputs = graph_io(layout)
+
+        @torch.inference_mode()
+        def run(feeds: dict) -> dict:
+            args = [torch.from_numpy(np.ascontiguousarray(feeds[t.name], t.dtype)).to(dev) for t in inputs]
+            return {t.name: y.float().cpu().numpy() for t, y in zip(outputs, module(*args))}
+
+        return run

@@ -37,6 +37,15 @@ COMMANDS: dict[str, tuple[str, list[tuple[str, dict]]]] = {
                           help="graphs to export (fp16 ONNX) and build (*_au: checkpoints with the adapter only)")),
         ("--onnx", dict(nargs="*", default=[], metavar="FILE", help="also build these ONNX files as they are")),
         ("--workspace-gib", dict(type=float, default=4.0, help="builder workspace limit")), _FORCE]),
+    "streaming": ("write the stateful live-streaming graph (streaming_step: one call per hop, state in and out) "
+                  "for a look-ahead, hop, past and K", [
+        _MODEL, ("--out", dict(default=None, help="output directory (default: the user cache of that checkpoint)")),
+        ("--lookahead-ms", dict(type=int, nargs="+", default=[160], help="look-ahead(s), multiples of 40 ms")),
+        ("--hop-ms", dict(type=int, default=80, help="hop, a multiple of 40 ms")),
+        ("--past-ms", dict(type=int, default=320, help="emitted frames the denoiser keeps in its window")),
+        ("--encoder-context-ms", dict(type=int, default=400, help="past audio the speech encoder hears")),
+        ("--num-inference-steps", dict(type=int, default=2, metavar="K", help="DDIM steps per hop")),
+        ("--precision", dict(choices=("fp32", "fp16"), default="fp32")), _FORCE]),
     "ship": ("rebuild the default model's graphs shipped in the package (cafetalk_rt/assets/graphs: fp16-stored "
              "weights in one shared weights.bin); run after replacing the shipped checkpoint", [_MODEL]),
     "triton": ("write a Triton Inference Server model repository", [

@@ -53,18 +53,20 @@ class BranchPlan:
     (:func:`anchored_fine_denoiser`).
 
     Attributes:
-        num_base: 1 (CFG off: both scales 1.0, the fully conditioned branch alone) or 3.
+        num_base: 1 (CFG off: both scales 1.0, the fully conditioned branch alone), 3 (CFG), or
+            2 (full and audio-only: CFG on the emotion alone, s_a fixed at 1, a third fewer rows;
+            the live streaming graph uses it).
         fine: an AU condition is present (2·num_base + 1 blocks).
     Raises:
-        ValueError: ``num_base`` other than 1 or 3.
+        ValueError: ``num_base`` other than 1, 2 or 3.
     """
 
     num_base: int
     fine: bool = False
 
     def __post_init__(self):
-        if self.num_base not in (1, 3):
-            raise ValueError(f"num_base is 1 (CFG off) or 3 (CFG), got {self.num_base}")
+        if self.num_base not in (1, 2, 3):
+            raise ValueError(f"num_base is 1 (CFG off), 2 (CFG on the emotion only) or 3 (CFG), got {self.num_base}")
 
     @classmethod
     def for_scales(cls, audio_guidance_scale: float, guidance_scale: float, fine: bool = False) -> "BranchPlan":
@@ -91,7 +93,7 @@ class BranchPlan:
 
 def combine(x0_branches: Any, batch_size: int, audio_guidance_scale: float, guidance_scale: float,
             *, au_guidance_scale: float = 1.0, au_mask: Any = None) -> Any:
-    """Combine (nB, T, C) branch predictions into (B, T, C); n = 1 or 3, or 2 or 4 with
+    """Combine (nB, T, C) branch predictions into (B, T, C); n = 1, 2 (s_a taken as 1) or 3, or 2 or 4 with
     ``au_mask`` (B, T, 1) or (B, T, C) (the fine branch last; Eq. 6, see module doc)."""
     if au_mask is not None:
         g_fine = x0_branches[-batch_size:]
@@ -101,6 +103,8 @@ def combine(x0_branches: Any, batch_size: int, audio_guidance_scale: float, guid
         return x0_branches
     g_full = x0_branches[:batch_size]
     g_audio = x0_branches[batch_size : 2 * batch_size]
+    if x0_branches.shape[0] == 2 * batch_size:  # (full, audio-only): s_a = 1, G_∅ cancels
+        return g_audio + guidance_scale * (g_full - g_audio)
     g_null = x0_branches[2 * batch_size :]
     return g_null + audio_guidance_scale * (g_audio - g_null) + guidance_scale * (g_full - g_audio)
 

@@ -195,9 +195,15 @@ class Denoiser(nn.Module):
         return x * self.bs_std + self.bs_mean
 
     # -- conditioning ------------------------------------------------------------------------
-    def coarse_embedding(self, emotion, intensity, coarse_keep):
-        """emotion (B,) int64, intensity (B,) float (1–3), coarse_keep (B,) float → (B, D)."""
-        e = self.emotion_emb(emotion) + (intensity.float() / 3.0)[:, None] * self.intensity_emb(emotion)
+    def emotion_embedding(self, emotion, intensity):
+        """emotion (B,) int64, intensity (B,) float (1–3) → (B, D): the label's embedding plus its
+        learned intensity embedding scaled by the level (paper §3.2)."""
+        return self.emotion_emb(emotion) + (intensity.float() / 3.0)[:, None] * self.intensity_emb(emotion)
+
+    def coarse_embedding(self, emotion, intensity, coarse_keep, embedding=None):
+        """emotion (B,) int64, intensity (B,) float (1–3), coarse_keep (B,) float → (B, D); an
+        ``embedding`` (B, D) (e.g. a blend of two :meth:`emotion_embedding`) replaces the label's."""
+        e = self.emotion_embedding(emotion, intensity) if embedding is None else embedding
         keep = coarse_keep.float()[:, None]
         return keep * e + (1.0 - keep) * self.null_coarse
 
@@ -215,7 +221,7 @@ class Denoiser(nn.Module):
         return self_bias, cross_bias[None]
 
     def forward(self, x_t, t, audio_features, emotion, intensity, audio_keep, coarse_keep,
-                au=None, au_mask=None, fine_keep=None):
+                au=None, au_mask=None, fine_keep=None, coarse=None):
         """Predict x0 (or ε) from a noisy sequence.
 
         Args:
@@ -230,6 +236,8 @@ class Denoiser(nn.Module):
             au_mask: (B, T) bool/float, frames that carry an AU condition (required with ``au``).
             fine_keep: (B,) float, 0 = no fine condition for that row (exactly stage 1);
                 default all ones.
+            coarse: optional (B, D) coarse embedding used instead of ``emotion``/``intensity``'s
+                (live streams blend two conditions with it during a transition).
         Returns:
             (B, T, 52) float prediction in normalised units.
         Raises:
@@ -240,7 +248,7 @@ class Denoiser(nn.Module):
         audio = keep * audio_features + (1 - keep) * self.null_audio.to(audio_features.dtype)
         audio = self.audio_in(audio)  # (B, T_a, D)
         c = self.t_mlp(timestep_embedding(t, self.config.width).to(x_t.dtype))
-        c = c + self.coarse_embedding(emotion, intensity, coarse_keep).to(x_t.dtype)  # (B, D)
+        c = c + self.coarse_embedding(emotion, intensity, coarse_keep, coarse).to(x_t.dtype)  # (B, D)
         self_bias, cross_bias = self.biases(n, audio.shape[1], x_t.device)
         h = self.x_in(x_t)  # (B, T, D)
         fine = self._fine_tokens(au, au_mask, fine_keep, b, x_t.dtype)

@@ -78,9 +78,11 @@ class GuidedDenoiser(nn.Module):
     def dtype(self) -> torch.dtype:
         return next(self.model.parameters()).dtype
 
-    def branches_x0(self, rows: torch.Tensor, timestep, audio_features, emotion, intensity, **fine) -> torch.Tensor:
+    def branches_x0(self, rows: torch.Tensor, timestep, audio_features, emotion, intensity, coarse=None,
+                    **fine) -> torch.Tensor:
         """x0 (nB, T, 52) float32 of ``rows`` (nB, T, 52): the per-row inputs (B rows each) tiled
-        ``plan.num_blocks`` times, condition drops from the plan; ``fine``: ``au`` (B, T, n_AU),
+        ``plan.num_blocks`` times, condition drops from the plan; ``coarse`` (B, D): an emotion
+        embedding that replaces ``emotion``/``intensity``'s; ``fine``: ``au`` (B, T, n_AU),
         ``au_mask`` (B, T) for the adapter."""
         n, dtype = self.plan.num_blocks, self.dtype
         t = timestep.repeat(n)  # (nB,)
@@ -90,6 +92,8 @@ class GuidedDenoiser(nn.Module):
         kw = {}
         if fine:
             kw = {"au": fine["au"].float().repeat(n, 1, 1), "au_mask": fine["au_mask"].repeat(n, 1), "fine_keep": keeps[2]}
+        if coarse is not None:
+            kw["coarse"] = coarse.to(dtype).repeat(n, 1)
         net = self._net if self._net is not None else self.model
         pred = net(rows.to(dtype), t, audio_features.to(dtype).repeat(n, 1, 1), emotion.repeat(n),
                    intensity.repeat(n), keeps[0], keeps[1], **kw).float()
@@ -100,7 +104,7 @@ class GuidedDenoiser(nn.Module):
 
     def forward(self, x_t: torch.Tensor, timestep: torch.Tensor, audio_features: torch.Tensor, emotion: torch.Tensor,
                 intensity: torch.Tensor, guidance_scale: Any = 1.0, audio_guidance_scale: Any = 1.0,
-                au: AUCondition | None = None, au_guidance_scale: Any = 1.0) -> torch.Tensor:
+                au: AUCondition | None = None, au_guidance_scale: Any = 1.0, coarse=None) -> torch.Tensor:
         """One guided step.
 
         Args:
@@ -112,6 +116,8 @@ class GuidedDenoiser(nn.Module):
             guidance_scale, audio_guidance_scale: s_c, s_a as (B,) tensors, 0-d tensors or floats.
             au: the AU condition (required iff ``plan.fine``), tensors (B, T, n_AU) / (B, T).
             au_guidance_scale: β of Eq. 6, as the scales.
+            coarse: optional (B, D) emotion embedding instead of ``emotion``/``intensity``'s
+                (no AU condition with it).
         Returns:
             x0 (B, T, 52) float32 (with ``plan.fine`` (2B, T, 52): anchored controlled rows, then
             the uncontrolled rows), normalised units.
@@ -120,7 +126,7 @@ class GuidedDenoiser(nn.Module):
         conds = (timestep, audio_features, emotion, intensity)
         if not self.plan.fine:
             rows = x_t.repeat(self.plan.num_blocks, 1, 1)  # (nB, T, 52)
-            return guidance.combine(self.branches_x0(rows, *conds), b, s_a, s_c)
+            return guidance.combine(self.branches_x0(rows, *conds, coarse=coarse), b, s_a, s_c)
         active = ((au.au > 0) & au.au_mask[:, :, None]).float()  # (B, T, n_AU)
         z = torch.clamp(torch.matmul(active, self.au_regions), max=1.0)  # (B, T, 52) Z of Eq. 6
         anchor = torch.clamp(torch.matmul(active, self.au_anchors), max=1.0).amax(dim=1, keepdim=True)  # (B, 1, 52)
