@@ -54,7 +54,7 @@ def test_branch_plan_and_row_keeps():
     fine = row_keeps(torch.zeros(1), BranchPlan(3, fine=True))
     assert fine[2].tolist() == [0, 0, 0, 1, 0, 0, 0] and fine[0].tolist() == [1, 1, 0, 1, 1, 1, 0]
     with pytest.raises(ValueError, match="num_base"):
-        BranchPlan(2)
+        BranchPlan(4)
 
 
 def test_bucket_keys():
@@ -313,3 +313,35 @@ def test_torch_compile_inside_the_graph(speech_5s):
     got = be.animate_batch(speech_5s[None], x, emotion=5, intensity=3, options=opts)
     eager = be.eager_sample(be.eager_encode(speech_5s)[None], x, emotion=5, intensity=3, options=opts)
     assert np.abs(got - eager).max() <= FP16_ATOL
+
+
+def test_streaming_buckets_pad_and_equal_the_torch_backend():
+    """The live-streaming hop on static buffers (capture off, float32): 3 streams run in the
+    4-stream bucket and equal the eager torch backend's rows; the bucket is built once."""
+    from cafetalk_rt.backends.streaming_contract import StreamingLayout
+    from export.streaming_export import example_feeds
+
+    layout = StreamingLayout(lookahead_frames=2)
+    cg = CudaGraphBackend(DEFAULT_MODEL, device="cpu", capture=False, dtype=torch.float32)
+    run, ref = cg.streaming_step(layout), TorchBackend(DEFAULT_MODEL).streaming_step(layout)
+    for seed in (0, 1):
+        feeds = example_feeds(layout, batch=3, seed=seed)
+        got, want = run(feeds), ref(feeds)
+        for name in want:
+            assert got[name].shape == want[name].shape
+            assert np.abs(got[name] - want[name]).max() < 1e-4, name
+    assert cg.captures == 1
+
+
+@pytest.mark.gpu
+def test_streaming_graph_replay_matches_eager_fp32_on_gpu():
+    from cafetalk_rt.backends.streaming_contract import DEFAULT_LAYOUT
+    from export.streaming_export import example_feeds
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    run = CudaGraphBackend(DEFAULT_MODEL).streaming_step(DEFAULT_LAYOUT)
+    ref = TorchBackend(DEFAULT_MODEL).streaming_step(DEFAULT_LAYOUT)
+    for b in (1, 3, 8):
+        feeds = example_feeds(DEFAULT_LAYOUT, batch=b, seed=b)
+        assert np.abs(run(feeds)["frames"] - ref(feeds)["frames"]).max() < FP16_ATOL

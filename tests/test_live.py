@@ -129,8 +129,10 @@ def test_batched_streams_equal_streams_alone(animator, demo_audio):
 def test_errors_say_what_to_do(animator, clip):
     with pytest.raises(InputError, match="offline-only"):
         LiveStream(animator, AnimateOptions(au_spans="AU12=1@0.1-0.5"))
-    with pytest.raises(InputError, match="deterministic sampler"):
+    with pytest.raises(InputError, match="DDIM"):
         LiveStream(animator, AnimateOptions(sampler="ddpm"))
+    with pytest.raises(InputError, match="audio_guidance_scale"):
+        LiveStream(animator, AnimateOptions(num_inference_steps=2, audio_guidance_scale=2.0))
     with pytest.raises(InputError, match="lookahead_s"):
         LiveOptions(lookahead_s=-0.1)
     with pytest.raises(InputError, match="whole number"):
@@ -155,3 +157,42 @@ def test_cli_stream_writes_frames_and_a_report(tmp_path):
     assert load_animation(out)[0].shape == (r["frames"], 52) == (77, 52)
     assert r["lookahead_ms"] == 80 and r["hop_ms"] == 80 and r["rtf"] > 0
     assert 0 < r["latency_ms_p50"] <= r["latency_ms_p95"] <= r["latency_ms_max"]
+
+
+def test_onnxruntime_stream_equals_the_torch_module(animator, torch_animator, demo_audio):
+    """The shipped streaming graph on ONNX Runtime and the torch StreamingStep it was exported
+    from give the same stream (an emotion change included) within 1e-4."""
+    clip = demo_audio[:30_000]
+
+    def run(a):
+        s = LiveStream(a, OPT)
+        out = [s.push(clip[i : i + 4000]) for i in range(0, 16_000, 4000)]
+        s.set_emotion("angry", 3)
+        out += [s.push(clip[i : i + 4000]) for i in range(16_000, clip.size, 4000)] + [s.flush()]
+        return np.concatenate(out)
+
+    assert np.abs(run(animator) - run(torch_animator)).max() < 1e-4
+
+
+def test_streaming_graph_is_flat_and_documents_its_state(animator):
+    """One call per hop, no control flow, and the state layout is in the graph's metadata."""
+    import onnx
+
+    from cafetalk_rt.backends.streaming_contract import DEFAULT_LAYOUT, KEY_STREAMING, StreamingLayout, graph_io
+
+    runner = animator.backend.streaming_step(DEFAULT_LAYOUT)
+    assert StreamingLayout.from_metadata(runner.metadata[KEY_STREAMING]) == DEFAULT_LAYOUT
+    graph = onnx.load(str(runner.path), load_external_data=False).graph
+    assert not {n.op_type for n in graph.node} & {"Loop", "If", "Scan"}
+    inputs, outputs = graph_io(DEFAULT_LAYOUT)
+    assert [i.name for i in graph.input] == [t.name for t in inputs]
+    assert [o.name for o in graph.output] == [t.name for t in outputs]
+    for t in outputs[1:]:  # every next_state_* output feeds back into its state_* input
+        assert t.name.removeprefix("next_") in [i.name for i in inputs]
+
+
+def test_missing_streaming_graph_names_the_export_command(animator):
+    from cafetalk_rt.errors import MissingDependencyError
+
+    with pytest.raises(MissingDependencyError, match="cafetalk-rt export streaming .*--past-ms 480"):
+        LiveStream(animator, OPT, LiveOptions(past_s=0.48))

@@ -96,7 +96,7 @@ def test_node_drives_the_streaming_graph_like_python(node_project, animator, dem
     from_python = np.concatenate(frames)
     runner = animator.backend.streaming_step(DEFAULT_LAYOUT)
     graph = runner.path  # the shipped graph file (OnnxRuntimeRunner)
-    noise = np.random.default_rng(11).standard_normal((80, 52)).astype(np.float32)  # LiveStream's frame noise
+    noise = np.random.default_rng(11).standard_normal((80, 52), dtype=np.float32)  # LiveStream's frame noise
     audio.astype(np.float32).tofile(tmp_path / "audio.f32")
     noise.tofile(tmp_path / "noise.f32")
     from cafetalk_rt.control.emotions import emotion_index

@@ -104,3 +104,26 @@ def test_tensorrt_backend_animates(tmp_path):
     ref = Animator(backend="torch").animate(audio, AnimateOptions(num_inference_steps=4)).blendshapes
     got = Animator(backend="tensorrt", device="cuda").animate(audio, AnimateOptions(num_inference_steps=4)).blendshapes
     assert np.abs(got - ref).max() <= 1e-2
+
+
+def test_streaming_graph_is_buildable_by_tensorrt(tmp_path_factory, animator):
+    """The live-streaming graph TensorRT would build (fp16 export, as ``--backend tensorrt`` asks
+    for it) uses only supported ops and dtypes, and its profile varies only the batch; the shipped
+    fp32 one too."""
+    from cafetalk_rt.backends.streaming_contract import DEFAULT_LAYOUT, StreamingLayout, graph_io, tensorrt_profiles
+    from cafetalk_rt.backends.tensorrt_build import _profiles
+    from export.onnx_export import read_metadata
+    from export.streaming_export import export_streaming
+
+    root = tmp_path_factory.getbasetemp()
+    ckpt = write_tiny_checkpoint(root / "tiny.safetensors")
+    layout = StreamingLayout(lookahead_frames=2, past_frames=3, encoder_context_frames=2)
+    (path,) = export_streaming(ckpt, root / "tiny_streaming", [layout], precision="fp16")
+    assert unsupported(onnx.load(str(path))) == [], f"see {SOURCE}"
+    shipped = animator.backend.streaming_step(DEFAULT_LAYOUT).path
+    assert unsupported(onnx.load(str(shipped))) == [], f"see {SOURCE}"
+    profiles = _profiles("streaming_step", read_metadata(path))
+    assert profiles == tensorrt_profiles(layout)
+    assert list(profiles) == [t.name for t in graph_io(layout)[0]]
+    for lo, opt, hi in profiles.values():
+        assert lo[0] == 1 <= opt[0] <= hi[0] and lo[1:] == opt[1:] == hi[1:]

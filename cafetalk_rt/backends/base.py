@@ -49,8 +49,8 @@ class Backend(Protocol):
 
 @dataclass(frozen=True)
 class StepDenoiser:
-    """One guided denoising step of a backend, for sampling loops the caller drives (streaming
-    with inpainting, ``cafetalk_rt.longform.live``).
+    """One guided denoising step of a backend, for sampling loops the host drives (the graph
+    backends' samplers for a K without a fused graph).
 
     Attributes:
         denoise: ``denoise(x_t, t) -> x0``: x_t (B, T, 52) float32 in normalised units, ``t`` an

@@ -164,6 +164,14 @@ def graph_io(layout: StreamingLayout) -> tuple[tuple[TensorSpec, ...], tuple[Ten
     return inputs, outputs
 
 
+def tensorrt_profiles(layout: StreamingLayout, *, max_batch: int = 16, opt_batch: int = 4) -> dict:
+    """{input name: (min, opt, max) shape} of the TensorRT optimization profile: only the batch
+    (streams) varies, 1 … ``max_batch``."""
+    inputs, _ = graph_io(layout)
+    return {t.name: tuple(tuple(b if d == "batch" else d for d in t.shape) for b in (1, opt_batch, max_batch))
+            for t in inputs}
+
+
 #: The default live layout (0.16 s look-ahead) and the 0.08 s one: both ship.
 DEFAULT_LAYOUT = StreamingLayout()
 LAYOUTS = {160: DEFAULT_LAYOUT, 80: StreamingLayout(lookahead_frames=2)}

@@ -63,6 +63,15 @@ def _onnx_metadata(onnx_path: Path) -> dict[str, str]:
     return {p.key: p.value for p in m.metadata_props}
 
 
+def _profiles(kind: str, meta: dict[str, str]) -> dict:
+    """(min, opt, max) input shapes: the contract's, or the streaming layout's (batch only)."""
+    from cafetalk_rt.backends import streaming_contract as sc
+
+    if kind == sc.KIND:
+        return sc.tensorrt_profiles(sc.StreamingLayout.from_metadata(meta[sc.KEY_STREAMING]))
+    return contract.tensorrt_profiles(kind)
+
+
 def build_engine(onnx_path: Path, out_path: Path, *, workspace_gib: float = 4.0, timing_cache: Path | None = None) -> Path:
     """Parse ``onnx_path`` and write a serialized engine to ``out_path`` (+ ``.json`` sidecar).
 
@@ -83,7 +92,8 @@ def build_engine(onnx_path: Path, out_path: Path, *, workspace_gib: float = 4.0,
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
     profile = builder.create_optimization_profile()
-    for name, (lo, opt, hi) in contract.tensorrt_profiles(kind).items():
+    profiles = _profiles(kind, meta)
+    for name, (lo, opt, hi) in profiles.items():
         profile.set_shape(name, lo, opt, hi)
     config.add_optimization_profile(profile)
     if timing_cache is not None:
@@ -98,7 +108,7 @@ def build_engine(onnx_path: Path, out_path: Path, *, workspace_gib: float = 4.0,
     tmp.write_bytes(bytes(serialized))
     tmp.replace(out_path)
     meta["tensorrt.engine"] = json.dumps({"tensorrt": trt.__version__, "onnx": onnx_path.name, "strongly_typed": True,
-                                          "profiles": {k: list(v) for k, v in contract.tensorrt_profiles(kind).items()}})
+                                          "profiles": {k: list(v) for k, v in profiles.items()}})
     out_path.with_suffix(".json").write_text(json.dumps(meta, indent=1))
     if timing_cache is not None:
         timing_cache.write_bytes(bytes(config.get_timing_cache().serialize()))

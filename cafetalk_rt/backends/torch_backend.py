@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from cafetalk_rt.backends.base import StepDenoiser
 from cafetalk_rt.control.au import AUCondition
 from cafetalk_rt.diffusion.guidance import BranchPlan
 from cafetalk_rt.diffusion.samplers import SAMPLERS
@@ -96,7 +95,6 @@ class TorchBackend:
         self.config = self.model.config
         self.encoder = build_speech_encoder(self.config.speech_encoder).to(self.device)
         self.schedule = make_schedule(self.config.schedule, self.config.num_train_timesteps)
-        self._guided: dict[BranchPlan, GuidedDenoiser] = {}
         self._streaming: dict = {}
 
     @torch.inference_mode()
@@ -116,28 +114,6 @@ class TorchBackend:
         trajectory (``guidance.anchored_fine_denoiser``); one batched call per step (``nn.guided``)."""
         return sample_arrays(self.model, self.schedule, features, noise, emotion=emotion, intensity=intensity,
                              options=options, step_noise=step_noise, fine=fine)
-
-    def step_denoiser(self, features: np.ndarray, *, emotion, intensity, options) -> StepDenoiser:
-        """The guided step (:class:`GuidedDenoiser`) for ``features`` (B, T_a, D_a), numpy in and
-        out; ``emotion`` (B,) int / ``intensity`` (B,) float, or scalars."""
-        b, dev = features.shape[0], self.device
-        plan = BranchPlan.for_options(options)
-        if plan not in self._guided:  # built once per plan: a stream asks every hop
-            self._guided[plan] = guided_denoiser(self.model, self.schedule, plan)
-        guided = self._guided[plan]
-        feats = torch.from_numpy(np.ascontiguousarray(features, np.float32)).to(dev)
-        emo = torch.from_numpy(np.broadcast_to(np.asarray(emotion, np.int64), (b,)).copy()).to(dev)
-        inten = torch.from_numpy(np.broadcast_to(np.asarray(intensity, np.float32), (b,)).copy()).to(dev)
-
-        @torch.inference_mode()
-        def denoise(x_t: np.ndarray, t: int) -> np.ndarray:
-            timestep = torch.full((b,), t, dtype=torch.int64, device=dev)
-            x0 = guided(torch.from_numpy(np.ascontiguousarray(x_t, np.float32)).to(dev), timestep, feats, emo, inten,
-                        options.guidance_scale, options.audio_guidance_scale)
-            return x0.float().cpu().numpy()
-
-        stats = (self.model.bs_mean.float().cpu().numpy(), self.model.bs_std.float().cpu().numpy())
-        return StepDenoiser(denoise, *stats, self.schedule)
 
     def streaming_step(self, layout):
         """The live-streaming hop for ``layout`` (:class:`~cafetalk_rt.nn.streaming.StreamingStep`,

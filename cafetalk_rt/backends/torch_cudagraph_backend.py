@@ -69,6 +69,8 @@ KINDS = ("encode", "sample", "fused")
 DEFAULT_MAX_GRAPHS = 16
 #: Eager runs on the side stream before a capture (compiles with ``compile=True``).
 WARMUP_RUNS = 2
+#: Batch buckets (streams per call) of the live-streaming graphs: one capture each.
+STREAM_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 #: Environment switch for ``torch.compile`` when the backend is built by name (CLI, Animator).
 COMPILE_ENV = "CAFETALK_RT_TORCH_COMPILE"
 
@@ -360,6 +362,50 @@ class CudaGraphBackend:
         """:meth:`sample` without a graph: the fp16 model through the torch backend's program."""
         return sample_arrays(self.model, self.schedule, features, noise, emotion=emotion, intensity=intensity,
                              options=options, step_noise=step_noise, fine=fine)
+
+    def streaming_step(self, layout):
+        """The live-streaming hop (:class:`~cafetalk_rt.nn.streaming.StreamingStep` in this
+        backend's dtype) replayed from one CUDA graph per batch bucket (:data:`STREAM_BUCKETS`): a
+        call with B streams runs the smallest bucket N ≥ B, the extra rows fed with a silent
+        stream start (their outputs are dropped). ``run(feeds) → outputs`` as the torch backend's.
+
+        Raises:
+            InputError: more streams than the largest bucket.
+        """
+        from cafetalk_rt.backends.streaming_contract import graph_io
+        from cafetalk_rt.nn.streaming import StreamingStep
+
+        module = StreamingStep(self.encoder, self.model, self.schedule, layout, self.dtype).to(self.device)
+        inputs, outputs = graph_io(layout)
+        graphs: dict[int, StaticGraph] = {}
+
+        def program(inp: dict):
+            with exact_fp32_conv():
+                return module(*(inp[t.name] for t in inputs))
+
+        @torch.no_grad()
+        def run(feeds: dict) -> dict:
+            b = len(feeds["start"])
+            n = next((k for k in STREAM_BUCKETS if k >= b), None)
+            if n is None:
+                raise InputError(f"{b} streams in one call; the torch_cudagraph backend captures up to {STREAM_BUCKETS[-1]}")
+            if n not in graphs:
+                bufs = {t.name: torch.zeros((n, *t.shape[1:]), dtype=getattr(torch, t.dtype), device=self.device)
+                        for t in inputs}
+                graphs[n] = StaticGraph(program, bufs, capture=self.capture, device=self.device)
+                self.captures += 1
+            padded = {}
+            for t in inputs:
+                x = np.asarray(feeds[t.name], t.dtype)
+                pad = np.zeros((n - b, *x.shape[1:]), x.dtype)
+                if t.name == "start":
+                    pad[:] = 1.0
+                padded[t.name] = np.concatenate([x, pad])
+            g = graphs[n]
+            g.set_inputs(padded)
+            return {t.name: y[:b].float().cpu().numpy() for t, y in zip(outputs, g.replay())}
+
+        return run
 
     def cached_graph(self, key: GraphKey) -> StaticGraph | None:
         """The cached graph of ``key`` (e.g. to time ``replay()`` alone), or None."""

@@ -16,8 +16,9 @@ graph the same way (``tests/node/run_streaming.mjs``).
   25 fps frames as they become final).
 * The stream starts from silence and a neutral face: the first ⌈L / H⌉ hops animate the silence
   before it and are dropped. At the end the audio is padded with silence for the look-ahead.
-* Randomness: frame f's x_T is the f-th (1, 52) draw of ``numpy.random.default_rng(seed)`` (zeros
-  before the stream), so a stream is reproducible and backends can be compared.
+* Randomness: frame f's x_T is frame f of the seed's one x_T sequence, the numbers the offline
+  path draws (:func:`~cafetalk_rt.diffusion.noise.initial_noise_frames`; zeros before the
+  stream), so a stream is reproducible and backends can be compared.
 * Emotion and intensity may change mid-stream (:meth:`LiveStream.set_emotion`): the model's
   emotion embedding moves from the old to the new condition along a smoothstep over
   ``transition_s``. AU spans and instructions are offline-only.
@@ -35,6 +36,7 @@ from cafetalk_rt.audio import SILENCE_PEAK, check_chunk
 from cafetalk_rt.backends.streaming_contract import SAMPLES_PER_FRAME, StreamingLayout
 from cafetalk_rt.blendshapes import NUM_BLENDSHAPES
 from cafetalk_rt.control.emotions import check_intensity, emotion_index
+from cafetalk_rt.diffusion.noise import initial_noise_frames
 from cafetalk_rt.errors import AudioInputError, InputError
 from cafetalk_rt.frames import SAMPLE_RATE, final_output_frames, first_source_frame, num_frames
 from cafetalk_rt.options import AnimateOptions
@@ -239,8 +241,7 @@ class LiveStream:
         lo, hi = f0 - lay.past_frames, f0 + lay.hop_frames + lay.lookahead_frames
         drawn = self._noise_offset + self._noise.shape[0]
         if hi > drawn:
-            self._noise = np.concatenate([self._noise, self._rng.standard_normal((hi - drawn, NUM_BLENDSHAPES))
-                                          .astype(np.float32)])
+            self._noise = np.concatenate([self._noise, initial_noise_frames(self._rng, hi - drawn)])
         out = np.zeros((hi - lo, NUM_BLENDSHAPES), np.float32)
         a = max(lo, self._noise_offset)
         out[a - lo:] = self._noise[a - self._noise_offset : hi - self._noise_offset]
