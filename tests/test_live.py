@@ -45,15 +45,16 @@ def test_same_frames_for_any_chunking_and_the_same_seed(animator, clip):
 
 
 @pytest.mark.parametrize("lookahead_s", [0.08, 0.16])
-def test_frames_hear_no_audio_beyond_their_look_ahead(animator, clip, lookahead_s):
-    """Replace the audio after 1.6 s by other speech: every frame that ends at least one look-ahead
-    before the change (and was emitted before it arrived) is bit-identical."""
+def test_frames_hear_no_audio_beyond_their_hop_and_look_ahead(animator, clip, lookahead_s):
+    """Replace the audio after 1.6 s by other speech: every frame emitted by a hop whose audio
+    (its frames plus the look-ahead) ended before the change is bit-identical; later ones change."""
     other = clip.copy()
-    cut = 25_600  # 1.6 s
+    cut = 25_600  # 1.6 s = frame 40
     other[cut:] = clip[: clip.size - cut][::-1]
     live = LiveOptions(lookahead_s=lookahead_s)
     a, b = _stream(animator, clip, live=live), _stream(animator, other, live=live)
-    safe = int((cut / 16_000 - lookahead_s) * 25)  # frames [0, safe) end before cut − look-ahead
+    la = round(lookahead_s * 25)
+    safe = (40 - la) // 2 * 2  # hops of 2 frames: frames [f0, f0 + 2) heard audio up to frame f0 + 2 + la
     assert np.array_equal(a[:safe], b[:safe])
     assert not np.array_equal(a[safe + 4 :], b[safe + 4 :])  # the new audio does reach later frames
 

@@ -37,3 +37,23 @@ def test_window_features_equal_the_streaming_steps(torch_animator, demo_audio):
         want = window_features(fresh, n, layout)
         assert np.abs(want[: 2 * layout.past_frames] - states[n]).max() < 1e-4, n
         assert np.abs(want[2 * layout.past_frames :] - seen[n][0, 2 * layout.encoder_context_frames:].numpy()).max() < 1e-4
+
+
+def test_closure_rate_counts_lips_that_close_on_p_b_m():
+    """The p/b/m closure metric: a mouth that shuts on the bilabial scores 1, one held open 0,
+    and phones without a vowel nearby are not counted."""
+    from cafetalk_rt.blendshapes import INDEX
+    from train.evaluate import closure_rate
+
+    fps = 25
+    phones, starts, ends = ["_", "a", "m", "ˈa", "_", "b"], [0, .2, .4, .5, .8, 2.0], [.2, .4, .5, .8, 2.0, 2.1]
+    closing = np.zeros((60, 52), np.float32)
+    closing[5:25, INDEX["jawOpen"]] = 0.6
+    closing[10:13, INDEX["jawOpen"]] = 0.05  # shut during "m" (0.4–0.5 s = frames 10–12)
+    assert closure_rate(closing, fps, phones, starts, ends) == (1, 1)  # the lone "b" has no vowel nearby
+    open_mouth = closing.copy()
+    open_mouth[10:13, INDEX["jawOpen"]] = 0.5
+    assert closure_rate(open_mouth, fps, phones, starts, ends) == (0, 1)
+    lips_pressed = open_mouth.copy()
+    lips_pressed[10:13, INDEX["mouthClose"]] = 0.45  # jaw open, lips together: closed
+    assert closure_rate(lips_pressed, fps, phones, starts, ends) == (1, 1)

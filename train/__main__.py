@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     pf.add_argument("--batch-size", type=int, default=16)
     ps = sub.add_parser("stream-features", help="cache speech features as live streams compute them (every hop)")
     ps.add_argument("--corpus", required=True)
-    ps.add_argument("--lookahead-frames", type=int, nargs="+", default=[4, 2], help="look-ahead(s) in 25 fps frames")
+    ps.add_argument("--lookahead-frames", type=int, nargs="+", default=[4], help="look-ahead(s) in 25 fps frames")
     _fit_parser(sub)
     from train.stage2 import Stage2Config
 

@@ -39,8 +39,8 @@ class TrainConfig(RunConfig):
     init: str = ""
     #: share of batches that are live-stream windows (``train.streaming``; 0 = offline crops only)
     streaming_share: float = 0.0
-    #: look-ahead frames (comma-separated) of the streaming windows, default layout otherwise
-    streaming_lookaheads: str = "4,2"
+    #: look-ahead frames (comma-separated) of the streaming windows (the default layout's other sizes)
+    streaming_lookaheads: str = "4"
 
 
 def _dist_info() -> tuple[int, int]:
@@ -175,7 +175,9 @@ def fit(cfg: TrainConfig, *, resume: bool = False) -> Path:
     val_clips = load_split(cfg.corpus, "val", fps, model_cfg.speech_encoder, limit=cfg.val_clips)
     torch.manual_seed(cfg.seed)
     if cfg.init:  # a fine-tune keeps the checkpoint's normalisation (and its adapter, untouched)
-        model = load_denoiser(cfg.init)
+        model = load_denoiser(cfg.init).requires_grad_(True)
+        if model.adapter is not None:
+            model.adapter.requires_grad_(False)
     else:
         model = Denoiser(model_cfg)
         mean, std = normalization_stats(train_clips)

@@ -68,7 +68,7 @@ class StreamingLayout:
     hop_frames: int = 2
     lookahead_frames: int = 4
     past_frames: int = 8
-    encoder_context_frames: int = 10
+    encoder_context_frames: int = 25
     num_inference_steps: int = 2
     join_s: float = 0.04
     fps: int = 25

@@ -43,7 +43,7 @@ COMMANDS: dict[str, tuple[str, list[tuple[str, dict]]]] = {
         ("--lookahead-ms", dict(type=int, nargs="+", default=[160], help="look-ahead(s), multiples of 40 ms")),
         ("--hop-ms", dict(type=int, default=80, help="hop, a multiple of 40 ms")),
         ("--past-ms", dict(type=int, default=320, help="emitted frames the denoiser keeps in its window")),
-        ("--encoder-context-ms", dict(type=int, default=400, help="past audio the speech encoder hears")),
+        ("--encoder-context-ms", dict(type=int, default=1000, help="past audio the speech encoder hears")),
         ("--num-inference-steps", dict(type=int, default=2, metavar="K", help="DDIM steps per hop")),
         ("--precision", dict(choices=("fp32", "fp16"), default="fp32")), _FORCE]),
     "ship": ("rebuild the default model's graphs shipped in the package (cafetalk_rt/assets/graphs: fp16-stored "

@@ -67,7 +67,7 @@ class LiveOptions:
     lookahead_s: float = 0.16
     hop_s: float = 0.08
     past_s: float = 0.32
-    encoder_context_s: float = 0.4
+    encoder_context_s: float = 1.0
     transition_s: float = 0.3
     join_s: float = 0.04
 
