@@ -20,6 +20,7 @@ def test_export_help_needs_no_torch(capsys):
     ["onnx", "--out", "d", "--num-inference-steps", "1", "2", "4", "8", "--precision", "fp32", "fp16", "--force"],
     ["tensorrt", "--graphs", "--onnx", "a.onnx", "b.onnx"],
     ["triton", "--out", "repo", "--platforms", "onnxruntime", "--max-batch-size", "4"],
+    ["streaming", "--lookahead-ms", "160", "80", "--past-ms", "320", "--precision", "fp16", "--force"],
 ])
 def test_flags_round_trip_to_the_child_process(argv):
     import argparse
@@ -28,7 +29,14 @@ def test_flags_round_trip_to_the_child_process(argv):
     add_commands(ap)
     args = ap.parse_args(argv)
     assert vars(ap.parse_args(to_argv(args))) == vars(args)
-    assert set(COMMANDS) == {"onnx", "tensorrt", "ship", "triton"}
+    assert set(COMMANDS) == {"onnx", "streaming", "tensorrt", "ship", "triton"}
+
+
+def test_streaming_export_refuses_partial_frames(capsys):
+    from export.cli import main
+
+    assert main(["streaming", "--lookahead-ms", "100"]) == 2
+    assert "multiple of 40 ms" in capsys.readouterr().err
 
 
 def test_python_m_export_keeps_up_to_date_files(tmp_path_factory):

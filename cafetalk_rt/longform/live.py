@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cafetalk_rt.audio import SILENCE_PEAK, check_chunk
-from cafetalk_rt.backends.streaming_contract import SAMPLES_PER_FRAME, StreamingLayout
+from cafetalk_rt.backends.streaming_contract import DEFAULT_LAYOUT, StreamingLayout
 from cafetalk_rt.blendshapes import NUM_BLENDSHAPES
 from cafetalk_rt.control.emotions import check_intensity, emotion_index
 from cafetalk_rt.diffusion.noise import initial_noise_frames
@@ -64,12 +64,13 @@ class LiveOptions:
         InputError: values out of range or not whole frames (the message names the field).
     """
 
-    lookahead_s: float = 0.16
-    hop_s: float = 0.08
-    past_s: float = 0.32
-    encoder_context_s: float = 1.0
+    # defaults: the shipped default graph's layout (streaming_contract.DEFAULT_LAYOUT), in seconds
+    lookahead_s: float = DEFAULT_LAYOUT.lookahead_s
+    hop_s: float = DEFAULT_LAYOUT.hop_s
+    past_s: float = DEFAULT_LAYOUT.past_frames / DEFAULT_LAYOUT.fps
+    encoder_context_s: float = DEFAULT_LAYOUT.encoder_context_frames / DEFAULT_LAYOUT.fps
     transition_s: float = 0.3
-    join_s: float = 0.04
+    join_s: float = DEFAULT_LAYOUT.join_s
 
     def __post_init__(self):
         checks = {"lookahead_s": (0.0, 1.0), "hop_s": (0.04, 1.0), "past_s": (0.04, 2.0),
