@@ -25,7 +25,7 @@ import math
 import torch
 from torch import nn
 
-from cafetalk_rt.backends.streaming_contract import SAMPLES_PER_FRAME, StreamingLayout
+from cafetalk_rt.frames import SAMPLE_RATE
 from cafetalk_rt.diffusion.guidance import BranchPlan
 from cafetalk_rt.diffusion.samplers import sample_ddim
 from cafetalk_rt.diffusion.schedule import NoiseSchedule, inference_timesteps
@@ -43,14 +43,16 @@ class StreamingStep(nn.Module):
         speech_encoder: the ``WhisperSpeechEncoder`` (mel → (B, T_a, 384)).
         model: the stage-1 ``Denoiser`` (x0 prediction).
         schedule: its noise schedule.
-        layout: the fixed timing (:class:`StreamingLayout`).
+        layout: the fixed timing (``cafetalk_rt.backends.streaming_contract.StreamingLayout``; not
+            imported here, so ``nn`` does not depend on ``backends``).
         dtype: the networks' compute dtype (the sampler, inpainting and join stay float32).
     """
 
     def __init__(self, speech_encoder: nn.Module, model: nn.Module, schedule: NoiseSchedule,
-                 layout: StreamingLayout, dtype: torch.dtype = torch.float32):
+                 layout, dtype: torch.dtype = torch.float32):
         super().__init__()
         self.layout, self.schedule = layout, schedule
+        self.samples_per_frame = SAMPLE_RATE // layout.fps  # 640
         self.mel = LogMelSpectrogram()
         self.encoder = speech_encoder.to(dtype)
         self.guided = GuidedDenoiser(model.to(dtype), schedule, BranchPlan(2))
@@ -61,7 +63,7 @@ class StreamingStep(nn.Module):
         self.register_buffer("join_decay", torch.tensor(decay, dtype=torch.float32)[None, :, None])  # (1, H, 1)
         with torch.no_grad():  # what a long silent stream keeps: the new frames' features of silence
             silent = self._encode(torch.zeros(1, (layout.encoder_context_frames + h + layout.lookahead_frames)
-                                              * SAMPLES_PER_FRAME))[0, 2 * layout.encoder_context_frames:][: 2 * h]
+                                              * self.samples_per_frame))[0, 2 * layout.encoder_context_frames:][: 2 * h]
         reps = -(-p // h)
         self.register_buffer("silence_features", silent.repeat(reps, 1)[-2 * p:].clone())  # (2P, 384)
 
@@ -96,5 +98,5 @@ class StreamingStep(nn.Module):
         x0 = sample_ddim(denoise, noise, self.timesteps, self.schedule)
         new = x0[:, p : p + h] + (known[:, p - 1 : p] - raw_last[0]) * self.join_decay  # (B, H, 52)
         frames = torch.clamp(model.denormalize(new), 0.0, 1.0)
-        return (frames, audio[:, h * SAMPLES_PER_FRAME:], torch.cat([state_features[:, 2 * h:], fresh[:, : 2 * h]], dim=1),
+        return (frames, audio[:, h * self.samples_per_frame:], torch.cat([state_features[:, 2 * h:], fresh[:, : 2 * h]], dim=1),
                 torch.cat([state_frames[:, h:], frames], dim=1))
