@@ -14,11 +14,10 @@ import argparse
 import json
 import sys
 from datetime import date
-from pathlib import Path
 
 import numpy as np
 
-from benchmarks.report import RESULTS_DIR
+from benchmarks.report import write_result
 
 
 def _stream_clip(step, features_of_hop, num_frames: int, noise, emotion, intensity, guidance_scale: float):
@@ -126,9 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {"what": "live hop (0.16 s look-ahead, 8 past frames, K=2) with whole-clip vs live speech features, "
                       "held-out TTS vs exact ground truth, frames after the first 0.32 s",
               "date": date.today().isoformat(), "rows": rows}
-    out = Path(args.out) if args.out else RESULTS_DIR / f"live-features-{result['date']}.json"
-    out.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"written {out}")
+    write_result(result, "live-features", args.out)
     return 0
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.report import RESULTS_DIR
+from benchmarks.report import write_result
 
 LOOKAHEADS_S = (0.04, 0.08, 0.16, 0.32)
 
@@ -124,9 +124,7 @@ def main(argv: list[str] | None = None) -> int:
               "clips": len(clips), "backend": args.backend, "num_inference_steps": args.num_inference_steps,
               "live_options": {k: v for k, v in vars(LiveOptions()).items() if k != "lookahead_s"},
               "date": date.today().isoformat(), "rows": rows}
-    out = Path(args.out) if args.out else RESULTS_DIR / f"live-quality-{result['date']}.json"
-    out.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"written {out}")
+    write_result(result, "live-quality", args.out)
     return 0
 
 

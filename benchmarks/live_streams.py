@@ -17,11 +17,10 @@ import json
 import sys
 import time
 from datetime import date
-from pathlib import Path
 
 import numpy as np
 
-from benchmarks.report import RESULTS_DIR
+from benchmarks.report import write_result
 
 
 def run_streams(animator, audio, options, live, n: int) -> dict:
@@ -102,10 +101,8 @@ def main(argv: list[str] | None = None) -> int:
               "max_sustained_streams": {str(la): max([r["streams"] for r in rows if r["lookahead_ms"] == la and r["sustained"]],
                                                      default=0) for la in args.lookahead_ms}}
     slug = "".join(c if c.isalnum() else "-" for c in device.lower()).strip("-")
-    out = Path(args.out) if args.out else RESULTS_DIR / f"live-streams-{slug}-{result['date']}.json"
-    out.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps({"max_sustained_streams": result["max_sustained_streams"], "windowed_baseline": result["windowed_baseline"]}))
-    print(f"written {out}")
+    write_result(result, f"live-streams-{slug}", args.out)
     return 0
 
 

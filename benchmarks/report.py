@@ -36,6 +36,15 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
 # -- rows -------------------------------------------------------------------------------------
+def write_result(result: dict, name: str, out: str | None = None) -> Path:
+    """Write a benchmark's ``result`` (with a ``date``) as JSON to ``out``, or to
+    ``results/<name>-<date>.json``; prints and returns the path."""
+    path = Path(out) if out else RESULTS_DIR / f"{name}-{result['date']}.json"
+    path.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"written {path}")
+    return path
+
+
 def make_row(spec: RowSpec, times_ms: list[float], *, encoder_ms: float | None, cost: Cost, floor_s: float,
              notes: str = "") -> dict:
     """One row of the schema from measured call times (ms) and the call's roofline cost."""

@@ -118,7 +118,7 @@ def export_streaming(model_path: str | Path, out_dir: str | Path, layouts, *, pr
         FileNotFoundError: no checkpoint at ``model_path``.
     """
     from cafetalk_rt.nn.checkpoint import load_denoiser
-    from export.onnx_export import _save, read_metadata
+    from export.onnx_export import _save, is_up_to_date, read_metadata
 
     model_path, out_dir = Path(model_path), Path(out_dir)
     if not model_path.is_file():
@@ -130,9 +130,7 @@ def export_streaming(model_path: str | Path, out_dir: str | Path, layouts, *, pr
         model = load_denoiser(model_path)
         path = out_dir / layout.filename(precision)
         meta = streaming_metadata(layout, precision, model, sha)
-        have = read_metadata(path)
-        if not force and all(have.get(k) == meta[k] for k in (contract.KEY_FORMAT, contract.KEY_MODEL_SHA256,
-                                                              contract.KEY_IO, KEY_STREAMING, contract.KEY_PRECISION)):
+        if not force and is_up_to_date(path, meta) and read_metadata(path).get(KEY_STREAMING) == meta[KEY_STREAMING]:
             log.info("%s is up to date, not rebuilt", path)
         else:
             log.info("exporting %s", path)

@@ -73,7 +73,11 @@ def find_graph(dirs: list[Path], kind: str, precision: str, num_inference_steps:
     """The first ``dirs`` entry holding graph ``kind`` (K for per-K graphs), as a path, or None."""
     from cafetalk_rt.backends.contract import graph_filename
 
-    name = graph_filename(kind, precision, num_inference_steps)
+    return find_file(dirs, graph_filename(kind, precision, num_inference_steps))
+
+
+def find_file(dirs: list[Path], name: str) -> Path | None:
+    """The first ``dirs`` entry holding a file ``name``, as a path, or None."""
     return next((d / name for d in dirs if (d / name).is_file()), None)
 
 

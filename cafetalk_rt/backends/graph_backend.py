@@ -32,7 +32,7 @@ from typing import Callable
 import numpy as np
 
 from cafetalk_rt.backends.base import GraphRunner, StepDenoiser
-from cafetalk_rt.backends.cache import export_command, file_sha256, find_graph, graph_dirs
+from cafetalk_rt.backends.cache import export_command, file_sha256, find_file, find_graph, graph_dirs
 from cafetalk_rt.backends.contract import (AU_VARIANTS, AUDIO_FEATURES, BLENDSHAPES, COND_VARIANTS, X0_PRED,
                                            X0_PRED_AU, X0_PRED_UNCONTROLLED, GraphMetadata, StaleGraphError,
                                            graph_filename)
@@ -89,24 +89,36 @@ class GraphBackend:
         Raises:
             MissingDependencyError: the graph is not there; StaleGraphError: it does not match.
         """
-        key = (kind, num_inference_steps)
+        ks = [num_inference_steps] if num_inference_steps else []
+        return self._opened((kind, num_inference_steps), graph_filename(kind, self.precision, num_inference_steps),
+                            export_command(self.model_path, self.precision, [kind], ks), kind=kind,
+                            num_inference_steps=num_inference_steps)
+
+    def _opened(self, key, name: str, command: str, *, extra: tuple[str, str] | None = None,
+                **want) -> tuple[GraphRunner, GraphMetadata]:
+        """Open graph file ``name`` (first of :attr:`graph_dirs`) once under ``key``, checked against
+        ``want`` (``GraphMetadata.check``) and, with ``extra`` (metadata key, value), that entry.
+
+        Raises:
+            MissingDependencyError: no such file (the message names ``command``).
+            StaleGraphError: it belongs to another checkpoint, precision, K or layout (names
+                ``command --force``).
+        """
         if key not in self._graphs:
-            path = self.find(kind, num_inference_steps)
+            path = find_file(self.graph_dirs, name)
             if path is None:
-                ks = [num_inference_steps] if num_inference_steps else []
                 raise MissingDependencyError(
-                    f"no {graph_filename(kind, self.precision, num_inference_steps)} for {self.model_path} "
-                    f"(looked in {', '.join(map(str, self.graph_dirs))}); write it with `"
-                    f"{export_command(self.model_path, self.precision, [kind], ks)}` "
-                    "(needs pip install 'cafetalk-rt[export]')")
+                    f"no {name} for {self.model_path} (looked in {', '.join(map(str, self.graph_dirs))}); write it "
+                    f"with `{command}` (needs pip install 'cafetalk-rt[export]')")
             runner = self._open(path)
             try:
                 meta = GraphMetadata.from_metadata(runner.metadata, source=str(path)).check(
-                    kind=kind, precision=self.precision, model_sha256=self.model_sha256,
-                    num_inference_steps=num_inference_steps, source=str(path))
+                    precision=self.precision, model_sha256=self.model_sha256, source=str(path), **want)
+                if extra is not None and runner.metadata.get(extra[0]) != extra[1]:
+                    raise StaleGraphError(f"{path}: built for {runner.metadata.get(extra[0])}, not {extra[1]}")
             except StaleGraphError as e:
                 runner.close()
-                raise StaleGraphError(f"{e}; rewrite it with `{export_command(self.model_path, self.precision, [kind], [num_inference_steps] if num_inference_steps else [])} --force`") from None
+                raise StaleGraphError(f"{e}; rewrite it with `{command} --force`") from None
             self._graphs[key] = (runner, meta)
         return self._graphs[key]
 
@@ -200,28 +212,10 @@ class GraphBackend:
         """
         from cafetalk_rt.backends.streaming_contract import KEY_STREAMING, KIND
 
-        key = (KIND, layout)
-        if key not in self._graphs:
-            name = layout.filename(self.precision)
-            path = next((d / name for d in self.graph_dirs if (d / name).is_file()), None)
-            if path is None:
-                raise MissingDependencyError(
-                    f"no {name} for {self.model_path} (looked in {', '.join(map(str, self.graph_dirs))}); write it with "
-                    f"`{layout.export_command(self.model_path, self.precision)}` (needs pip install 'cafetalk-rt[export]')")
-            runner = self._open(path)
-            try:
-                meta = GraphMetadata.from_metadata(runner.metadata, source=str(path)).check(
-                    kind=KIND, precision=self.precision, model_sha256=self.model_sha256,
-                    num_inference_steps=layout.num_inference_steps, source=str(path))
-                if runner.metadata.get(KEY_STREAMING) != layout.to_metadata():
-                    raise StaleGraphError(f"{path}: built for layout {runner.metadata.get(KEY_STREAMING)}, "
-                                          f"not {layout.to_metadata()}")
-            except StaleGraphError as e:
-                runner.close()
-                raise StaleGraphError(f"{e}; rewrite it with `{layout.export_command(self.model_path, self.precision)} "
-                                      "--force`") from None
-            self._graphs[key] = (runner, meta)
-        return self._graphs[key][0]
+        return self._opened((KIND, layout), layout.filename(self.precision),
+                            layout.export_command(self.model_path, self.precision), kind=KIND,
+                            num_inference_steps=layout.num_inference_steps,
+                            extra=(KEY_STREAMING, layout.to_metadata()))[0]
 
     def close(self) -> None:
         for run, _ in self._graphs.values():

@@ -282,6 +282,7 @@ class CudaGraphBackend:
         self.last_key: GraphKey | None = None
         self._graphs: OrderedDict[GraphKey, StaticGraph] = OrderedDict()
         self._noted: set[str] = set()
+        self._streaming: dict = {}  # layout → the streaming_step runner
 
     @cached_property
     def encoder(self) -> torch.nn.Module:
@@ -375,6 +376,8 @@ class CudaGraphBackend:
         from cafetalk_rt.backends.streaming_contract import graph_io
         from cafetalk_rt.nn.streaming import StreamingStep
 
+        if layout in self._streaming:  # one module and one set of bucket graphs per layout, shared by
+            return self._streaming[layout]  # every stream (LiveBatch batches streams whose run is the same)
         module = StreamingStep(self.encoder, self.model, self.schedule, layout, self.dtype).to(self.device)
         inputs, outputs = graph_io(layout)
         graphs: dict[int, StaticGraph] = {}
@@ -405,6 +408,7 @@ class CudaGraphBackend:
             g.set_inputs(padded)
             return {t.name: y[:b].float().cpu().numpy() for t, y in zip(outputs, g.replay())}
 
+        self._streaming[layout] = run
         return run
 
     def cached_graph(self, key: GraphKey) -> StaticGraph | None:

@@ -183,8 +183,7 @@ class LiveStream:
             InputError: the stream was already flushed.
         """
         self._append(self._check_chunk(chunk))
-        while self._ready():
-            self._finish(_split(self.run(self._feeds([self])), 1)[0])
+        advance([self])
         return self._emit(final=False)
 
     def flush(self) -> np.ndarray:
@@ -196,8 +195,7 @@ class LiveStream:
             InputError: called twice.
         """
         self._close()
-        while self._ready():
-            self._finish(_split(self.run(self._feeds([self])), 1)[0])
+        advance([self])
         return self._emit(final=True)
 
     # -- internals (LiveBatch drives these too) ----------------------------------------------
@@ -310,9 +308,20 @@ class LiveStream:
         return out
 
 
-def _split(out: dict, n: int) -> list[dict]:
-    """Per-row views of a batched hop's outputs."""
-    return [{k: v[i] for k, v in out.items()} for i in range(n)]
+def advance(streams: list[LiveStream]) -> None:
+    """Run hops until no stream in ``streams`` is ready: at each round, the ready streams that
+    share a streaming step (same layout and backend runner) go into ONE batched call."""
+    while True:
+        groups: dict = {}
+        for s in streams:
+            if s._ready():
+                groups.setdefault(id(s.run), []).append(s)
+        if not groups:
+            return
+        for group in groups.values():
+            out = group[0].run(group[0]._feeds(group))
+            for i, s in enumerate(group):
+                s._finish({k: v[i] for k, v in out.items()})
 
 
 class LiveBatch:
@@ -349,20 +358,8 @@ class LiveBatch:
         for key, chunk in chunks.items():
             s = self.streams[key]
             s._append(s._check_chunk(chunk))
-        self._advance(list(self.streams.values()))
+        advance(list(self.streams.values()))
         return {key: s._emit(final=False) for key, s in self.streams.items()}
-
-    def _advance(self, streams: list[LiveStream]) -> None:
-        while True:
-            groups: dict = {}
-            for s in streams:
-                if s._ready():
-                    groups.setdefault((s.layout, id(s.run)), []).append(s)
-            if not groups:
-                return
-            for group in groups.values():
-                for s, out in zip(group, _split(group[0].run(group[0]._feeds(group)), len(group))):
-                    s._finish(out)
 
     def close(self, key) -> np.ndarray:
         """End stream ``key``: its last frames (``LiveStream.flush``); the stream is removed."""
