@@ -48,7 +48,8 @@ def _stream_clip(step, features_of_hop, num_frames: int, noise, emotion, intensi
     return out[:num_frames].numpy()
 
 
-def run(corpus: str, encoder_contexts_s, limit: int, seed: int = 0, guidance_scale: float = 1.5) -> list[dict]:
+def run(corpus: str, encoder_contexts_s, limit: int, seed: int = 0, guidance_scale: float = 1.5,
+        past_frames: int = 8, model_path=None) -> list[dict]:
     import torch
 
     from cafetalk_rt.backends.streaming_contract import StreamingLayout
@@ -63,14 +64,15 @@ def run(corpus: str, encoder_contexts_s, limit: int, seed: int = 0, guidance_sca
     from cafetalk_rt.options import AnimateOptions
     from cafetalk_rt.pipeline import Animator
 
-    backend = TorchBackend(DEFAULT_MODEL)
+    model_path = model_path or DEFAULT_MODEL
+    backend = TorchBackend(model_path)
     clips = [e for e in read_manifest(corpus) if e["split"] == "test"][:limit]
-    animator, scores = Animator(DEFAULT_MODEL, backend="torch"), []
+    animator, scores = Animator(model_path, backend="torch"), []
     for e in clips:  # the offline reference (whole clip, K = 2)
         audio, true, _ = load_clip(corpus, e)
         pred = animator.animate(audio, AnimateOptions(seed=seed, num_inference_steps=2, emotion=e["emotion"],
                                                       intensity=int(e["intensity"]))).blendshapes
-        p0 = StreamingLayout().past_frames
+        p0 = past_frames  # the live rows start once the past window is full
         scores.append((np.abs(pred[p0:, MOUTH_IDX] - true[p0:, MOUTH_IDX]).mean(),
                        np.corrcoef(pred[p0:, INDEX["jawOpen"]], true[p0:, INDEX["jawOpen"]])[0, 1]))
     rows = [{"features": "offline (whole clip)", "encoder_context_s": None, "mouth_mae": float(np.mean([x[0] for x in scores])),
@@ -78,7 +80,7 @@ def run(corpus: str, encoder_contexts_s, limit: int, seed: int = 0, guidance_sca
     print(json.dumps(rows[-1]), flush=True)
     settings = [("live window, whole-clip features", None)] + [(f"live features, encoder context {e:g} s", e) for e in encoder_contexts_s]
     for name, context_s in settings:
-        layout = StreamingLayout(encoder_context_frames=round(25 * (context_s or 1.0)))
+        layout = StreamingLayout(encoder_context_frames=round(25 * (context_s or 1.0)), past_frames=past_frames)
         step = StreamingStep(backend.encoder, backend.model, backend.schedule, layout)
         scores = []
         for e in clips:
@@ -104,7 +106,7 @@ def run(corpus: str, encoder_contexts_s, limit: int, seed: int = 0, guidance_sca
 
                 pred = _stream_clip(step, feats, t, noise, torch.tensor([emotion_index(e["emotion"])]),
                                     torch.tensor([float(e["intensity"])]), guidance_scale)
-            p0 = layout.past_frames
+            p0 = past_frames
             err = np.abs(pred[p0:, MOUTH_IDX] - true[p0:t, MOUTH_IDX]).mean()
             corr = np.corrcoef(pred[p0:, INDEX["jawOpen"]], true[p0:t, INDEX["jawOpen"]])[0, 1]
             scores.append((err, corr))
@@ -117,13 +119,16 @@ def run(corpus: str, encoder_contexts_s, limit: int, seed: int = 0, guidance_sca
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.live_features", description=__doc__.split("\n\n")[0])
     ap.add_argument("--corpus", required=True, help="corpus with a test split (python -m train.corpus generate)")
-    ap.add_argument("--encoder-context-s", type=float, nargs="+", default=[0.4, 1.0, 2.0, 3.0])
+    ap.add_argument("--encoder-context-s", type=float, nargs="*", default=[0.4, 1.0, 2.0, 3.0])
+    ap.add_argument("--past-frames", type=int, default=8)
+    ap.add_argument("--model", default=None, help="denoiser checkpoint (default: the shipped model)")
     ap.add_argument("--limit", type=int, default=10, help="held-out clips")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
-    rows = run(args.corpus, args.encoder_context_s, args.limit)
-    result = {"what": "live hop (0.16 s look-ahead, 8 past frames, K=2) with whole-clip vs live speech features, "
-                      "held-out TTS vs exact ground truth, frames after the first 0.32 s",
+    rows = run(args.corpus, args.encoder_context_s, args.limit, past_frames=args.past_frames, model_path=args.model)
+    result = {"model": args.model or "shipped", "past_frames": args.past_frames,
+              "what": "live hop (0.16 s look-ahead, K=2) with whole-clip vs live speech features, "
+                      "held-out TTS vs exact ground truth, frames after the first past_frames",
               "date": date.today().isoformat(), "rows": rows}
     write_result(result, "live-features", args.out)
     return 0

@@ -101,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("devset", help="folder of real recordings with lipsync_eval.py (../shared/devset)")
     ap.add_argument("--num-inference-steps", type=int, default=2)
     ap.add_argument("--backend", default="onnxruntime")
+    ap.add_argument("--model", default=None, help="denoiser checkpoint (default: the shipped model)")
+    ap.add_argument("--lookaheads", type=float, nargs="+", default=list(LOOKAHEADS_S), help="seconds")
     ap.add_argument("--corpus", default=None, help="also score held-out TTS clips (its test split) against their "
                                                   "exact ground truth (e.g. data/corpus)")
     ap.add_argument("--limit", type=int, default=64, help="held-out clips at most")
@@ -108,20 +110,20 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     devset = Path(args.devset)
     clips = sorted(devset.glob("*.wav"))
-    animator = Animator(backend=args.backend)
+    animator = Animator(args.model, backend=args.backend)
     options = AnimateOptions(seed=0, num_inference_steps=args.num_inference_steps)
     offline = _animate_all(animator, clips, options, None)
     heldout = (lambda live: {"heldout_tts": _heldout(args.corpus, animator, options, live, args.limit)}) \
         if args.corpus else (lambda live: {})
     rows = [{"mode": "offline", **_lipsync(devset, offline, options.fps), **heldout(None)}]
     print(json.dumps(rows[-1]))
-    for la in LOOKAHEADS_S:
+    for la in args.lookaheads:
         live = _animate_all(animator, clips, options, LiveOptions(lookahead_s=la))
         rows.append({"mode": f"live, look-ahead {la:g} s", "lookahead_s": la, **_lipsync(devset, live, options.fps),
                      **_vs_offline(live, offline), **heldout(LiveOptions(lookahead_s=la))})
         print(json.dumps(rows[-1]))
     result = {"what": "live streams vs offline on the real-speech dev set, scored by its lipsync_eval.py",
-              "clips": len(clips), "backend": args.backend, "num_inference_steps": args.num_inference_steps,
+              "clips": len(clips), "backend": args.backend, "model": args.model or "shipped", "num_inference_steps": args.num_inference_steps,
               "live_options": {k: v for k, v in vars(LiveOptions()).items() if k != "lookahead_s"},
               "date": date.today().isoformat(), "rows": rows}
     write_result(result, "live-quality", args.out)

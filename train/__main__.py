@@ -1,5 +1,6 @@
-"""``python -m train {features,fit,fit-adapter,evaluate}``: cache speech features, train (stage 1),
-train the fine-control adapter (stage 2), evaluate.
+"""``python -m train {features,stream-features,fit,fit-adapter,fit-stream-encoder,evaluate,evaluate-au}``:
+cache speech features, train (stage 1), train the fine-control adapter (stage 2), distil the live
+stream's speech-encoder adapter, evaluate.
 
 The corpus itself is made by ``python -m train.corpus generate``.
 """
@@ -41,6 +42,10 @@ def main(argv: list[str] | None = None) -> int:
 
     _fit_parser(sub, "fit-adapter", "stage 2: train the fine-control (AU) adapter on a frozen stage-1 model",
                 Stage2Config)
+    from train.stream_encoder import StreamEncoderConfig
+
+    _fit_parser(sub, "fit-stream-encoder", "distil the live stream's speech-encoder adapter (short right context)",
+                StreamEncoderConfig)
     pe = sub.add_parser("evaluate", help="held-out lip-sync metrics of a checkpoint")
     pe.add_argument("--corpus", required=True)
     pe.add_argument("--model", default=None, help="checkpoint (default: the shipped model)")
@@ -80,6 +85,11 @@ def main(argv: list[str] | None = None) -> int:
 
         kw = {f.name: getattr(args, f.name) for f in dataclasses.fields(Stage2Config)}
         print(f"checkpoint: {fit_adapter(Stage2Config(**kw), resume=args.resume)}")
+    elif args.cmd == "fit-stream-encoder":
+        from train.stream_encoder import StreamEncoderConfig, fit_stream_encoder
+
+        kw = {f.name: getattr(args, f.name) for f in dataclasses.fields(StreamEncoderConfig)}
+        print(f"checkpoint: {fit_stream_encoder(StreamEncoderConfig(**kw), resume=args.resume)}")
     elif args.cmd == "evaluate-au":
         from cafetalk_rt.audio import load_audio
         from cafetalk_rt.options import AnimateOptions

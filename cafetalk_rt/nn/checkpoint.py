@@ -5,7 +5,9 @@ metadata keys ``format``, ``config`` (JSON of :class:`DenoiserConfig`) and ``inf
 step, corpus hours, …). Model dimensions live in the file, so nothing is re-typed at load time.
 A stage-2 checkpoint also holds the fine-control adapter's tensors (``adapter.*``) and its
 ``adapter_config`` (JSON of :class:`~cafetalk_rt.nn.adapter.AdapterConfig`); stage-1 files have
-neither and load unchanged.
+neither and load unchanged. Likewise the live stream's speech-encoder adapter
+(``streaming_encoder.*``, metadata ``streaming_encoder_config``: JSON of
+:class:`~cafetalk_rt.nn.streaming_encoder.StreamingEncoderConfig`).
 """
 from __future__ import annotations
 
@@ -29,6 +31,8 @@ def save_denoiser(path: str | Path, model: Denoiser, *, info: dict | None = None
     meta = {"format": FORMAT, "config": json.dumps(model.config.to_dict()), "info": json.dumps(info or {})}
     if getattr(model, "adapter", None) is not None:
         meta["adapter_config"] = json.dumps(model.adapter.config.to_dict())
+    if getattr(model, "streaming_encoder", None) is not None:
+        meta["streaming_encoder_config"] = json.dumps(model.streaming_encoder.config.to_dict())
     tmp = path.with_name(path.name + ".tmp")
     save_file(state, str(tmp), metadata=meta)
     tmp.replace(path)
@@ -67,6 +71,11 @@ def load_denoiser(path: str | Path, *, device: str = "cpu", dtype=torch.float32)
     adapter_config = read_adapter_config(path)
     if adapter_config is not None:
         model.attach_adapter(adapter_config)
+    streaming = read_checkpoint_metadata(path).get("streaming_encoder_config")
+    if streaming:
+        from cafetalk_rt.nn.streaming_encoder import StreamingEncoderConfig
+
+        model.attach_streaming_encoder(StreamingEncoderConfig.from_dict(json.loads(streaming)))
     state = load_file(str(path))
     missing, unexpected = model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
     if missing or unexpected:

@@ -176,6 +176,16 @@ class Denoiser(nn.Module):
         self.register_buffer("bs_std", torch.ones(cfg.num_channels))
         #: Stage-2 fine-control adapter (cafetalk_rt.nn.adapter), None for stage-1 models.
         self.adapter = None
+        #: The live stream's speech-encoder adapter (cafetalk_rt.nn.streaming_encoder), or None.
+        self.streaming_encoder = None
+
+    def attach_streaming_encoder(self, config) -> None:
+        """Add an untrained :class:`~cafetalk_rt.nn.streaming_encoder.StreamingEncoderAdapter`
+        (it leaves the encoder unchanged until ``python -m train fit-stream-encoder`` fits it);
+        the denoiser's own outputs never depend on it."""
+        from cafetalk_rt.nn.streaming_encoder import StreamingEncoderAdapter
+
+        self.streaming_encoder = StreamingEncoderAdapter(config).to(self.bs_mean.device)
 
     def attach_adapter(self, adapter_config) -> None:
         """Add a zero-initialised :class:`~cafetalk_rt.nn.adapter.FineAdapter` (stage 2); the

@@ -189,8 +189,14 @@ class WhisperSpeechEncoder(nn.Module):
         self.feature_dim = self.encoder.config.d_model
         self.requires_grad_(False).eval()
 
-    def forward(self, mel: torch.Tensor, frame_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, mel: torch.Tensor, frame_mask: torch.Tensor | None = None, adapter=None) -> torch.Tensor:
+        """``adapter``: an optional :class:`~cafetalk_rt.nn.streaming_encoder.StreamingEncoderAdapter`
+        whose low-rank updates are added to every linear layer (the live stream's encoder)."""
         enc = self.encoder
+
+        def linear(i: int, name: str, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+            return module(x) if adapter is None else module(x) + adapter.delta(i, name, x)
+
         x = F.gelu(enc.conv1(mel))  # (B, D, T_mel)
         x = F.gelu(enc.conv2(x)).transpose(1, 2)  # (B, T_a, D), stride 2
         if x.shape[1] > enc.embed_positions.weight.shape[0]:
@@ -198,18 +204,21 @@ class WhisperSpeechEncoder(nn.Module):
                              f"{enc.embed_positions.weight.shape[0]}): window the audio into ≤ 30 s pieces")
         x = x + enc.embed_positions.weight[: x.shape[1]]  # (B, T_a, D)
         attn_mask = None if frame_mask is None else frame_mask[:, None, None, :]  # (B, 1, 1, T_a)
-        for layer in enc.layers:
-            x = x + self._attention(layer.self_attn, layer.self_attn_layer_norm(x), attn_mask)
-            x = x + layer.fc2(F.gelu(layer.fc1(layer.final_layer_norm(x))))
+        for i, layer in enumerate(enc.layers):
+            x = x + self._attention(layer.self_attn, layer.self_attn_layer_norm(x), attn_mask,
+                                    lambda name, m, y, i=i: linear(i, name, m, y))
+            y = F.gelu(linear(i, "fc1", layer.fc1, layer.final_layer_norm(x)))
+            x = x + linear(i, "fc2", layer.fc2, y)
         return enc.layer_norm(x)
 
     @staticmethod
-    def _attention(attn, x: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
+    def _attention(attn, x: torch.Tensor, attn_mask: torch.Tensor | None, linear) -> torch.Tensor:
         b, t, d = x.shape
         h = attn.num_heads
-        q, k, v = (p(x).reshape(b, t, h, d // h).transpose(1, 2) for p in (attn.q_proj, attn.k_proj, attn.v_proj))
+        q, k, v = (linear(n, getattr(attn, n), x).reshape(b, t, h, d // h).transpose(1, 2)
+                   for n in ("q_proj", "k_proj", "v_proj"))
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)  # (B, H, T_a, D/H), scale 1/√(D/H)
-        return attn.out_proj(y.transpose(1, 2).reshape(b, t, d))  # (B, T_a, D)
+        return linear("out_proj", attn.out_proj, y.transpose(1, 2).reshape(b, t, d))  # (B, T_a, D)
 
     def encode_batch(self, audios: list[np.ndarray]) -> list[torch.Tensor]:
         """Clips of any lengths (≤ 30 s, 16 kHz) → list of (num_feature_frames(L), D) tensors.

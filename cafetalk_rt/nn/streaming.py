@@ -57,6 +57,9 @@ class StreamingStep(nn.Module):
         self.encoder = speech_encoder.to(dtype)
         self.guided = GuidedDenoiser(model.to(dtype), schedule, BranchPlan(2))
         self.enc_dtype = dtype
+        if getattr(model, "streaming_encoder", None) is not None and not hasattr(speech_encoder, "encoder"):
+            raise ValueError("this model's streaming encoder adapter fits the Whisper encoder; build the "
+                             "streaming hop with build_speech_encoder('whisper-tiny.en')")
         self.timesteps = [int(t) for t in inference_timesteps(layout.num_inference_steps, schedule.num_train_timesteps)]
         h, p = layout.hop_frames, layout.past_frames
         decay = [math.exp(-k / max(1e-6, layout.join_s * layout.fps)) for k in range(h)]
@@ -68,7 +71,8 @@ class StreamingStep(nn.Module):
         self.register_buffer("silence_features", silent.repeat(reps, 1)[-2 * p:].clone())  # (2P, 384)
 
     def _encode(self, audio: torch.Tensor) -> torch.Tensor:
-        return self.encoder(self.mel(audio).to(self.enc_dtype)).float()
+        adapter = self.guided.model.streaming_encoder  # fitted to short right context, or None
+        return self.encoder(self.mel(audio).to(self.enc_dtype), None, adapter).float()
 
     def forward(self, audio_chunk, state_audio, state_features, state_frames, start, noise, emotion, intensity,
                 condition_mix, guidance_scale):
