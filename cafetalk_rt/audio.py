@@ -49,8 +49,6 @@ def load_audio(path: "str | Path", *, min_duration_s: float = 0.1) -> np.ndarray
             0 samples; it is shorter than ``min_duration_s``; it holds NaN/Inf samples; it is
             digitally silent (peak < 1e-4 full scale). The message names the file.
     """
-    import soundfile as sf  # lazy: keeps `import cafetalk_rt` light
-
     path = Path(path)
     if not path.exists():
         raise AudioInputError(f"audio file {str(path)!r} does not exist; check the path.")
@@ -58,16 +56,34 @@ def load_audio(path: "str | Path", *, min_duration_s: float = 0.1) -> np.ndarray
         raise AudioInputError(f"audio path {str(path)!r} is not a file; pass an audio file.")
     if path.stat().st_size == 0:
         raise AudioInputError(f"audio file {str(path)!r} is empty (0 bytes); pass a recording.")
+    return _decode(str(path), str(path), min_duration_s)
+
+
+def load_audio_bytes(data: bytes, name: str = "request body", *, min_duration_s: float = 0.1) -> np.ndarray:
+    """:func:`load_audio` for the bytes of an audio file (an upload); messages name ``name``.
+
+    Raises:
+        AudioInputError: as :func:`load_audio` (empty, unreadable, too short, non-finite, silent).
+    """
+    import io
+
+    if not data:
+        raise AudioInputError(f"audio file {name!r} is empty (0 bytes); pass a recording.")
+    return _decode(io.BytesIO(data), name, min_duration_s)
+
+
+def _decode(source, name: str, min_duration_s: float) -> np.ndarray:
+    import soundfile as sf
+
     try:
-        data, sample_rate = sf.read(str(path), dtype="float32", always_2d=True)  # (L, C)
+        data, sample_rate = sf.read(source, dtype="float32", always_2d=True)  # (L, C)
     except (sf.SoundFileError, RuntimeError, TypeError) as exc:
         raise AudioInputError(
-            f"cannot read audio file {str(path)!r} ({exc}); readable formats: "
-            f"{_readable_formats()}. Convert it, e.g. `ffmpeg -i {path.name} out.wav`."
+            f"cannot read audio file {name!r} ({exc}); readable formats: "
+            f"{_readable_formats()}. Convert it, e.g. `ffmpeg -i {Path(name).name} out.wav`."
         ) from exc
-    logger.debug("read %s: %d samples x %d channels at %d Hz",
-                 path, data.shape[0], data.shape[1], sample_rate)
-    return prepare_audio(data, sample_rate, name=str(path), min_duration_s=min_duration_s)
+    logger.debug("read %s: %d samples x %d channels at %d Hz", name, data.shape[0], data.shape[1], sample_rate)
+    return prepare_audio(data, sample_rate, name=name, min_duration_s=min_duration_s)
 
 
 def prepare_audio(

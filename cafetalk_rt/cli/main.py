@@ -87,14 +87,14 @@ def _options(args):
                           au_spans=args.au, au_guidance_scale=args.au_guidance_scale, instruction=args.instruction)
 
 
-def _metadata(args, options, animator, input_path) -> dict:
-    """What an output file records about how it was made."""
+def animation_metadata(options, animator, input_path, *, au: str = "") -> dict:
+    """What an output file records about how it was made (the CLI and ``POST /v1/animate``)."""
     meta = {"input": str(input_path), "emotion": options.emotion, "intensity": options.intensity,
             "seed": options.seed, "num_inference_steps": options.num_inference_steps,
             "guidance_scale": options.guidance_scale, "audio_guidance_scale": options.audio_guidance_scale,
             "sampler": options.sampler, "model": str(animator.model_path)}
     if options.au_spans:
-        meta.update(au=args.au, au_guidance_scale=options.au_guidance_scale)
+        meta.update(au=au, au_guidance_scale=options.au_guidance_scale)
     if options.instruction:
         meta.update(instruction=options.instruction, au_guidance_scale=options.au_guidance_scale)
     return meta
@@ -138,7 +138,7 @@ def _animate(args) -> int:
     anim = animator.animate(audio, options, name=args.input, prepared=True)
     t2 = time.perf_counter()
     path = save_animation(args.output, anim.blendshapes, anim.fps, overwrite=args.overwrite,
-                          metadata=_metadata(args, options, animator, args.input))
+                          metadata=animation_metadata(options, animator, args.input, au=args.au))
     print(f"{path}: {anim.num_frames} frames at {anim.fps:g} fps ({anim.duration_s:.2f} s of audio); "
           f"model load {t1 - t0:.2f} s, animate {t2 - t1:.2f} s (rtf {(t2 - t1) / anim.duration_s:.3f})")
     if args.plot:
@@ -177,7 +177,7 @@ def _animate_batch(args) -> int:
         anim = animator.animate(load_audio(job.input), options, name=str(job.input), prepared=True)
         job.output.parent.mkdir(parents=True, exist_ok=True)
         save_animation(job.output, anim.blendshapes, anim.fps, overwrite=args.overwrite,
-                       metadata=_metadata(args, options, animator, job.input))
+                       metadata=animation_metadata(options, animator, job.input, au=args.au))
         return anim.duration_s
 
     results = run_batch(jobs, animate_one, progress=sys.stderr.isatty())
@@ -211,7 +211,8 @@ def _instruction_detector(args, options, audio):
 
 #: Modules that add a subcommand: each has ``register(sub)`` which calls ``sub.add_parser(...)``
 #: and ``set_defaults(func=run)`` with ``run(args) -> int``.
-SUBCOMMAND_MODULES: tuple[str, ...] = ("cafetalk_rt.cli.preview", "cafetalk_rt.cli.export", "cafetalk_rt.cli.stream")
+SUBCOMMAND_MODULES: tuple[str, ...] = ("cafetalk_rt.cli.preview", "cafetalk_rt.cli.export", "cafetalk_rt.cli.stream",
+                                       "cafetalk_rt.cli.serve")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -162,14 +162,16 @@ class LiveStream:
         """Seconds of audio received so far."""
         return self._received / SAMPLE_RATE
 
-    def set_emotion(self, emotion: str, intensity: float | None = None, *, at_s: float | None = None) -> None:
+    def set_emotion(self, emotion: str | None, intensity: float | None = None, *, at_s: float | None = None) -> None:
         """Change the emotion (and intensity) from stream time ``at_s`` (default: now), blending
-        over ``LiveOptions.transition_s``. Frames already emitted keep theirs.
+        over ``LiveOptions.transition_s``. Frames already emitted keep theirs. ``None`` keeps
+        the current emotion (or intensity).
 
         Raises:
             InputError: unknown emotion or intensity out of range.
         """
-        new = (emotion_index(emotion), float(check_intensity(self._cond[1] if intensity is None else intensity)))
+        new = (self._cond[0] if emotion is None else emotion_index(emotion),
+               float(check_intensity(self._cond[1] if intensity is None else intensity)))
         frame = num_frames(int(round((self.stream_time_s if at_s is None else at_s) * SAMPLE_RATE)), self.model_fps)
         self._prev = self._cond if self._mix(frame) >= 0.5 else self._prev
         self._cond = new
@@ -182,9 +184,42 @@ class LiveStream:
             AudioInputError: not 1-D float audio, or non-finite samples.
             InputError: the stream was already flushed.
         """
-        self._append(self._check_chunk(chunk))
+        self.append(chunk)
         advance([self])
         return self._emit(final=False)
+
+    # -- for a scheduler that batches many streams (LiveBatch, the server) ----------------------
+    def append(self, chunk: np.ndarray) -> None:
+        """Add (L,) float samples at 16 kHz without computing anything (``advance_round`` does).
+
+        Raises:
+            AudioInputError, InputError: as :meth:`push`.
+        """
+        self._append(self._check_chunk(chunk))
+
+    def end(self) -> None:
+        """Mark the end of the audio without computing (then ``advance_round`` until
+        :attr:`done`, then :meth:`take` with ``final=True``).
+
+        Raises:
+            AudioInputError: the stream was empty or silent. InputError: called twice.
+        """
+        self._close()
+
+    def take(self, *, final: bool = False) -> np.ndarray:
+        """(n, 52) output frames that became final since the last call (``final=True`` once
+        :attr:`done`: the last ones, so all frames total ``round(duration · fps)``)."""
+        return self._emit(final=final)
+
+    @property
+    def done(self) -> bool:
+        """The audio has ended and every frame has been computed."""
+        return self._total is not None and not self._ready()
+
+    @property
+    def buffered_s(self) -> float:
+        """Seconds of received audio not yet given to a hop (a backlog when compute lags)."""
+        return self._pending.size / SAMPLE_RATE
 
     def flush(self) -> np.ndarray:
         """End of stream: animate the remaining frames (the look-ahead past the end is silence)
@@ -308,20 +343,25 @@ class LiveStream:
         return out
 
 
+def advance_round(streams: list[LiveStream]) -> bool:
+    """One round of hops: the ready streams in ``streams`` that share a streaming step (same
+    layout and backend runner) go into ONE batched call, each advancing by one hop. Returns
+    False when no stream was ready (nothing ran). A server calls this between network reads."""
+    groups: dict = {}
+    for s in streams:
+        if s._ready():
+            groups.setdefault(id(s.run), []).append(s)
+    for group in groups.values():
+        out = group[0].run(group[0]._feeds(group))
+        for i, s in enumerate(group):
+            s._finish({k: v[i] for k, v in out.items()})
+    return bool(groups)
+
+
 def advance(streams: list[LiveStream]) -> None:
-    """Run hops until no stream in ``streams`` is ready: at each round, the ready streams that
-    share a streaming step (same layout and backend runner) go into ONE batched call."""
-    while True:
-        groups: dict = {}
-        for s in streams:
-            if s._ready():
-                groups.setdefault(id(s.run), []).append(s)
-        if not groups:
-            return
-        for group in groups.values():
-            out = group[0].run(group[0]._feeds(group))
-            for i, s in enumerate(group):
-                s._finish({k: v[i] for k, v in out.items()})
+    """Run rounds (:func:`advance_round`) until no stream in ``streams`` is ready."""
+    while advance_round(streams):
+        pass
 
 
 class LiveBatch:
@@ -356,8 +396,7 @@ class LiveBatch:
         if unknown:
             raise InputError(f"unknown stream(s) {unknown!r}; open them first")
         for key, chunk in chunks.items():
-            s = self.streams[key]
-            s._append(s._check_chunk(chunk))
+            self.streams[key].append(chunk)
         advance(list(self.streams.values()))
         return {key: s._emit(final=False) for key, s in self.streams.items()}
 

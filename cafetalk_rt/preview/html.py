@@ -8,7 +8,8 @@ What goes in the page:
   (T, 52) blendshapes flattened row-major and quantised to integers 0..1000;
 - the face rig (``parts.face_rig``: base points, sparse per-channel displacements, shapes,
   clamps), so the canvas face is the same face as in the video;
-- ``viewer.js`` (next to this module), which draws frame ``floor(t · fps)`` for the audio
+- ``face.js`` (the rig drawing, shared with the live page) and ``viewer.js`` (next to this
+  module), which draws frame ``floor(t · fps)`` for the audio
   element's ``currentTime`` t on every animation frame while playing.
 
 Time seek: ``page.html#t=1.25`` (or ``?t=1.25``) opens the page paused at 1.25 s; changing
@@ -39,6 +40,8 @@ from cafetalk_rt.writers import atomic_write
 logger = logging.getLogger(__name__)
 
 VIEWER_JS = Path(__file__).with_name("viewer.js")
+#: The face drawing (window.CafeFace) shared with the live page of ``cafetalk-rt serve``.
+FACE_JS = Path(__file__).with_name("face.js")
 #: Blendshape values are stored as round(1000 · w): 0.0005 resolution, 4-5 characters each.
 VALUE_SCALE = 1000
 #: Rig coordinates are stored as round(10000 · face units): 0.04 px at 400 px, compact JSON.
@@ -89,6 +92,7 @@ canvas {{ display: block; }}
 </div>
 <script id="data" type="application/json">{data}</script>
 <script>
+{face_js}
 {viewer_js}
 </script>
 </body></html>
@@ -144,7 +148,7 @@ def build_page(audio: np.ndarray, clips: "Sequence[tuple[np.ndarray, str]]", fps
     title = "cafetalk-rt preview: " + " vs ".join(label for _, label in clips if label)
     return _PAGE.format(title=html.escape(title), strip_bg="#1b2029", duration=f"{len(clips[0][0]) / fps:.6f}",
                         audio_b64=base64.b64encode(wav_bytes(audio)).decode("ascii"), data=data,
-                        viewer_js=VIEWER_JS.read_text(encoding="utf-8"))
+                        face_js=FACE_JS.read_text(encoding="utf-8"), viewer_js=VIEWER_JS.read_text(encoding="utf-8"))
 
 
 def write_html(path: "str | Path", audio: np.ndarray, clips: "Sequence[tuple[np.ndarray, str]]", fps: float, *,
