@@ -15,7 +15,7 @@ import pytest
 pytest.importorskip("fastapi")
 pytest.importorskip("websockets")
 
-from serve_client import ServerThread, stream_clip  # noqa: E402
+from cafetalk_rt.serve.client import ServerThread, stream_clip  # noqa: E402
 
 MAX_STREAMS = 8
 

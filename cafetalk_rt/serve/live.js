@@ -74,7 +74,7 @@
         lookahead_ms: Number(document.getElementById("lookahead").value) }));
       Promise.resolve(makeSource(audioCtx)).then(function (src) {
         source = src;
-        processor = audioCtx.createScriptProcessor(2048, 1, 1);
+        processor = audioCtx.createScriptProcessor(1024, 1, 1);
         processor.onaudioprocess = function (e) {
           var x = e.inputBuffer.getChannelData(0);
           if (ws.readyState !== 1) return;

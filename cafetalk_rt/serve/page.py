@@ -48,7 +48,7 @@ canvas {{ display: block; }}
 
 
 @functools.lru_cache(maxsize=1)
-def live_page(size_px: int = 360) -> str:
+def live_page(size_px: int = 320) -> str:
     """The page as a string (built once)."""
     from cafetalk_rt.preview.html import FACE_JS, rig_json
     from cafetalk_rt.preview.parts import face_rig

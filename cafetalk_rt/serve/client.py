@@ -1,5 +1,12 @@
-"""Test and benchmark helpers for ``cafetalk-rt serve``: run the app in a thread, stream a clip
-through ``/v1/stream`` as a client does (optionally at real time), measure each frame's latency."""
+"""A Python client of ``/v1/stream`` (``websockets``), and the server in a thread.
+
+* :func:`stream_clip`: stream audio to a running ``cafetalk-rt serve`` as a live client does
+  (chunks, optionally paced at real time), collect the frames and each frame's latency (the
+  wall time from the moment the audio up to the frame's own time had been sent to the moment the
+  frame arrived, as ``cafetalk-rt stream --report`` defines it).
+* :class:`ServerThread`: ``uvicorn`` serving an app in a daemon thread (tests, benchmarks,
+  embedding in a Python program).
+"""
 from __future__ import annotations
 
 import json
@@ -44,17 +51,31 @@ class ServerThread:
 
 @dataclass
 class StreamResult:
-    frames: np.ndarray  # (T, 52)
-    latencies_ms: np.ndarray  # (T,)
-    messages: list = field(default_factory=list)  # every non-frames message
+    """``frames`` (T, 52) float32 ARKit weights; ``latencies_ms`` (T,) per frame (empty when the
+    client vanished); ``messages``: every message but ``frames`` (ready is not kept); ``done``:
+    the server sent ``done``."""
+
+    frames: np.ndarray
+    latencies_ms: np.ndarray
+    messages: list = field(default_factory=list)
     done: bool = False
 
 
 def stream_clip(host: str, audio: np.ndarray, *, chunk_s: float = 0.08, realtime: bool = False,
                 start: dict | None = None, sample_rate: int = 16000, fmt: str = "f32le",
                 stop_after_s: float | None = None, timeout_s: float = 120.0) -> StreamResult:
-    """Stream ``audio`` (float32 at ``sample_rate``) to ``ws://host/v1/stream`` and collect the
-    frames. ``stop_after_s``: vanish (close the socket without ``end``) after that much audio."""
+    """Stream ``audio`` (L,) float32 at ``sample_rate`` Hz to ``ws://host/v1/stream`` in chunks of
+    ``chunk_s`` seconds and collect the frames.
+
+    Args:
+        start: extra fields of the start message (emotion, intensity, lookahead_ms, seed, fps).
+        fmt: "f32le" or "s16le".
+        stop_after_s: vanish (close the socket without ``end``) after that much audio.
+    Returns:
+        :class:`StreamResult`; when the server refuses the start, its error is the only message.
+    Raises:
+        OSError / websockets errors: the server cannot be reached.
+    """
     from websockets.sync.client import connect
 
     hop = max(1, int(round(chunk_s * sample_rate)))
