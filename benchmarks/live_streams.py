@@ -65,7 +65,7 @@ def windowed_baseline(animator, audio, options) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from benchmarks.shipped_graphs import _cpu_name
+    from benchmarks.report import cpu_device
     from cafetalk_rt.audio import load_audio
     from cafetalk_rt.longform.live import LiveOptions
     from cafetalk_rt.model_files import DEMO_CLIP
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             r.update(lookahead_ms=la, sustained=r["worst_p95_ms"] <= args.max_p95_ms and r["compute_rtf_all_streams"] < 1.0)
             rows.append(r)
             print(json.dumps({k: v for k, v in r.items() if k != "per_stream"}), flush=True)
-    device = _cpu_name()
+    device, slug = cpu_device()
     result = {"what": "concurrent real-time live streams batched per hop (LiveBatch), per-frame latency",
               "device": device, "backend": args.backend, "num_inference_steps": args.num_inference_steps,
               "audio_s": args.audio_s, "max_p95_ms": args.max_p95_ms, "date": date.today().isoformat(),
@@ -100,7 +100,6 @@ def main(argv: list[str] | None = None) -> int:
               "rows": rows, "windowed_baseline": windowed_baseline(animator, audio, options),
               "max_sustained_streams": {str(la): max([r["streams"] for r in rows if r["lookahead_ms"] == la and r["sustained"]],
                                                      default=0) for la in args.lookahead_ms}}
-    slug = "".join(c if c.isalnum() else "-" for c in device.lower()).strip("-")
     print(json.dumps({"max_sustained_streams": result["max_sustained_streams"], "windowed_baseline": result["windowed_baseline"]}))
     write_result(result, f"live-streams-{slug}", args.out)
     return 0

@@ -36,6 +36,14 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
 # -- rows -------------------------------------------------------------------------------------
+def cpu_device() -> tuple[str, str]:
+    """(this machine's CPU model, its file-name slug), e.g. ("AMD EPYC", "amd-epyc")."""
+    from benchmarks.shipped_graphs import _cpu_name
+
+    name = _cpu_name()
+    return name, "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
+
+
 def write_result(result: dict, name: str, out: str | None = None) -> Path:
     """Write a benchmark's ``result`` (with a ``date``) as JSON to ``out``, or to
     ``results/<name>-<date>.json``; prints and returns the path."""

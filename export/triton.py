@@ -93,13 +93,15 @@ def _build_note(name: str, onnx_file: Path) -> str:
 
 def write_repository(model_path: Path, repo: Path, *, num_inference_steps: tuple[int, ...], platforms: tuple[str, ...],
                      kinds: tuple[str, ...] = ("end_to_end", "end_to_end_au"), max_batch_size: int = 8,
-                     force: bool = False, onnx_dir: Path | None = None) -> list[Path]:
+                     force: bool = False, onnx_dir: Path | None = None, streaming_layouts=None) -> list[Path]:
     """Export the graphs (into ``repo/.onnx`` unless ``onnx_dir``) and write the repository.
 
     The onnxruntime models get the fp32 graphs; the tensorrt models get a config and a BUILD.md
     with the engine build command (from the fp16 graph), plus the engine itself when TensorRT is
     importable here. AU graphs are left out for a checkpoint without the fine-control adapter
-    (``onnx_export.exportable_kinds``). Unchanged files are left alone unless ``force``.
+    (``onnx_export.exportable_kinds``). With onnxruntime, the live-streaming graphs of
+    ``streaming_layouts`` (default: the shipped 0.16 s and 0.08 s) go under the sequence batcher
+    (:mod:`export.triton_streaming`). Unchanged files are left alone unless ``force``.
     Returns the files written.
     """
     from export.onnx_export import export_onnx, exportable_kinds
@@ -130,6 +132,14 @@ def write_repository(model_path: Path, repo: Path, *, num_inference_steps: tuple
                     plan = _engine_if_possible(onnx_file)
                     if plan is not None and _copy_if_changed(plan, repo / name / "1" / "model.plan"):
                         written.append(repo / name / "1" / "model.plan")
+    if "onnxruntime" in platforms:
+        from cafetalk_rt.backends.streaming_contract import LAYOUTS
+        from export.streaming_export import export_streaming
+        from export.triton_streaming import write_streaming_models
+
+        layouts = tuple(LAYOUTS.values()) if streaming_layouts is None else tuple(streaming_layouts)
+        export_streaming(model_path, onnx_dir, layouts)
+        written += write_streaming_models(repo, layouts, lambda lay: onnx_dir / lay.filename(), force=force)
     return written
 
 
