@@ -49,7 +49,8 @@ def _faults(host: str, flood_audio: np.ndarray, results: dict) -> list[threading
     from cafetalk_rt.serve.client import stream_clip
 
     def vanish():
-        results["vanish"] = stream_clip(host, flood_audio[:48000], realtime=True, stop_after_s=1.0)
+        r = stream_clip(host, flood_audio[:48000], realtime=True, stop_after_s=1.0)
+        results["vanish"] = {"frames_before_leaving": int(r.frames.shape[0])}
 
     def garbage():
         answers = []
