@@ -110,3 +110,16 @@ class Animation:
     def channel(self, name: str) -> np.ndarray:
         """(T,) curve of one ARKit channel."""
         return self.blendshapes[:, self.names.index(name)]
+
+
+def animation_metadata(options: "AnimateOptions", model_path, input_path, *, au: str = "") -> dict:
+    """What an output file records about how it was made (the CLI and ``POST /v1/animate``)."""
+    meta = {"input": str(input_path), "emotion": options.emotion, "intensity": options.intensity,
+            "seed": options.seed, "num_inference_steps": options.num_inference_steps,
+            "guidance_scale": options.guidance_scale, "audio_guidance_scale": options.audio_guidance_scale,
+            "sampler": options.sampler, "model": str(model_path)}
+    if options.au_spans:
+        meta.update(au=au, au_guidance_scale=options.au_guidance_scale)
+    if options.instruction:
+        meta.update(instruction=options.instruction, au_guidance_scale=options.au_guidance_scale)
+    return meta

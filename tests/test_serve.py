@@ -203,3 +203,33 @@ def test_http_bad_audio_gets_the_clis_message(server, tmp_path):
     assert cli.returncode == 2 and "cannot read audio file" in cli.stderr and message.split("); ")[1] in cli.stderr
     status, body = _post(host, "/v1/animate?emotion=zzz", b"")
     assert status in (400, 422) and json.loads(body)["error"]
+
+
+def test_serve_cli_starts_on_loopback_and_stops_cleanly_on_ctrl_c():
+    import signal
+
+    from cafetalk_rt.serve.client import free_port
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "cafetalk_rt.cli", "serve", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        for _ in range(300):
+            try:
+                status, body = _get(f"127.0.0.1:{port}", "/healthz")
+                break
+            except OSError:
+                time.sleep(0.2)
+        assert status == 200 and json.loads(body)["active_streams"] == 0
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, out
+    assert "127.0.0.1" in out and "Traceback" not in out
+
+
+def test_serve_cli_refuses_bad_flags():
+    bad = subprocess.run([sys.executable, "-m", "cafetalk_rt.cli", "serve", "--max-streams", "0"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--max-streams must be at least 1" in bad.stderr

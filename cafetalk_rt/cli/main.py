@@ -87,19 +87,6 @@ def _options(args):
                           au_spans=args.au, au_guidance_scale=args.au_guidance_scale, instruction=args.instruction)
 
 
-def animation_metadata(options, animator, input_path, *, au: str = "") -> dict:
-    """What an output file records about how it was made (the CLI and ``POST /v1/animate``)."""
-    meta = {"input": str(input_path), "emotion": options.emotion, "intensity": options.intensity,
-            "seed": options.seed, "num_inference_steps": options.num_inference_steps,
-            "guidance_scale": options.guidance_scale, "audio_guidance_scale": options.audio_guidance_scale,
-            "sampler": options.sampler, "model": str(animator.model_path)}
-    if options.au_spans:
-        meta.update(au=au, au_guidance_scale=options.au_guidance_scale)
-    if options.instruction:
-        meta.update(instruction=options.instruction, au_guidance_scale=options.au_guidance_scale)
-    return meta
-
-
 def _is_batch(args) -> bool:
     return len(args.input) > 1 or Path(args.input[0]).is_dir()
 
@@ -108,6 +95,7 @@ def _animate(args) -> int:
     if _is_batch(args):
         return _animate_batch(args)
     from cafetalk_rt.audio import load_audio
+    from cafetalk_rt.options import animation_metadata
     from cafetalk_rt.pipeline import Animator
     from cafetalk_rt.errors import InputError
     from cafetalk_rt.writers import SUPPORTED_EXTENSIONS, check_output_path, save_animation
@@ -138,7 +126,7 @@ def _animate(args) -> int:
     anim = animator.animate(audio, options, name=args.input, prepared=True)
     t2 = time.perf_counter()
     path = save_animation(args.output, anim.blendshapes, anim.fps, overwrite=args.overwrite,
-                          metadata=animation_metadata(options, animator, args.input, au=args.au))
+                          metadata=animation_metadata(options, animator.model_path, args.input, au=args.au))
     print(f"{path}: {anim.num_frames} frames at {anim.fps:g} fps ({anim.duration_s:.2f} s of audio); "
           f"model load {t1 - t0:.2f} s, animate {t2 - t1:.2f} s (rtf {(t2 - t1) / anim.duration_s:.3f})")
     if args.plot:
@@ -161,6 +149,7 @@ def _animate_batch(args) -> int:
     from cafetalk_rt.audio import load_audio
     from cafetalk_rt.cli.batch import collect_inputs, plan_outputs, run_batch, summary
     from cafetalk_rt.errors import InputError
+    from cafetalk_rt.options import animation_metadata
     from cafetalk_rt.pipeline import Animator
     from cafetalk_rt.writers import save_animation
 
@@ -177,7 +166,7 @@ def _animate_batch(args) -> int:
         anim = animator.animate(load_audio(job.input), options, name=str(job.input), prepared=True)
         job.output.parent.mkdir(parents=True, exist_ok=True)
         save_animation(job.output, anim.blendshapes, anim.fps, overwrite=args.overwrite,
-                       metadata=animation_metadata(options, animator, job.input, au=args.au))
+                       metadata=animation_metadata(options, animator.model_path, job.input, au=args.au))
         return anim.duration_s
 
     results = run_batch(jobs, animate_one, progress=sys.stderr.isatty())

@@ -152,9 +152,8 @@ def animate_bytes(animator, body: bytes, filename: str, *, emotion: str, intensi
         InputError: a bad option or format.
     """
     from cafetalk_rt.audio import load_audio_bytes
-    from cafetalk_rt.cli.main import animation_metadata
     from cafetalk_rt.errors import InputError
-    from cafetalk_rt.options import AnimateOptions
+    from cafetalk_rt.options import AnimateOptions, animation_metadata
     from cafetalk_rt.writers import save_animation
 
     if fmt not in MEDIA_TYPES:
@@ -165,5 +164,5 @@ def animate_bytes(animator, body: bytes, filename: str, *, emotion: str, intensi
     anim = animator.animate(audio, options, name=filename, prepared=True)
     with tempfile.TemporaryDirectory() as d:
         path = save_animation(Path(d) / f"out.{fmt}", anim.blendshapes, anim.fps,
-                              metadata=animation_metadata(options, animator, filename, au=au))
+                              metadata=animation_metadata(options, animator.model_path, filename, au=au))
         return path.read_bytes()
