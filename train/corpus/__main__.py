@@ -25,6 +25,8 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--workers", type=int, default=2, help="worker processes")
     g.add_argument("--fps", type=int, default=25, choices=(25, 30))
     g.add_argument("--piper-share", type=float, default=0.5, help="fraction of clips spoken by Piper")
+    g.add_argument("--kokoro-share", type=float, default=0.0,
+                   help="fraction of clips spoken by Kokoro-82M (28 English voices and blends; builds its assets once)")
     li = sub.add_parser("import-livelink", help="add a Live Link Face capture (CSV + audio) to a corpus")
     li.add_argument("csv")
     li.add_argument("wav")
@@ -57,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             from train.corpus.generate import GenerateOptions, generate
 
             opts = GenerateOptions(out=args.out, hours=args.hours, seed=args.seed, workers=args.workers,
-                                   fps=args.fps, piper_share=args.piper_share)
+                                   fps=args.fps, piper_share=args.piper_share, kokoro_share=args.kokoro_share)
             stats = generate(opts, progress=lambda have, want: print(
                 f"\r{have / 3600:.3f} / {want / 3600:.3f} h", end="", file=sys.stderr, flush=True))
             print(file=sys.stderr)

@@ -39,6 +39,12 @@ from train.corpus.ipa import SILENCE_LABELS, arpabet_phone, to_arpabet
 JALI_RULES = ("bilabial_close", "labiodental_teeth", "sibilant_jaw", "nonnasal_lip_open",
               "duplicated_merge", "lip_heavy", "tongue_no_lip", "wordfinal_lip")
 
+#: Shortest p/b/m closure drawn (seconds): shorter bilabials (a 25 ms Kokoro token, a quick Piper
+#: /p/) widen into their neighbours (each gives at most half its length), so every closure spans
+#: at least two 25 fps frames. Real bilabial closures last about 60–120 ms.
+MIN_BILABIAL_S = 0.08
+_BILABIALS = ("P", "B", "M")
+
 #: Added to the library preset (see the module docstring).
 _EXTRA_TARGETS = {"PP": (("mouthClose", 0.3),)}
 
@@ -81,6 +87,30 @@ def phones_to_segments(phones: list, alphabet: str = "ipa") -> list:
     return segs
 
 
+def widen_bilabials(segs: list, min_s: float = MIN_BILABIAL_S) -> list:
+    """``openfacefx.PhonemeSegment`` s with every p/b/m shorter than ``min_s`` widened to it,
+    half from each neighbour where it can (a neighbour keeps at least half its length); the
+    segments stay contiguous and the total time is unchanged."""
+    from openfacefx import PhonemeSegment
+
+    out = list(segs)
+    for i, seg in enumerate(out):
+        need = min_s - (seg.end - seg.start)
+        if seg.phoneme.rstrip("012") not in _BILABIALS or need <= 0:
+            continue
+        spare = [0.5 * (out[j].end - out[j].start) if 0 <= j < len(out) else 0.0 for j in (i - 1, i + 1)]
+        left = min(need / 2, spare[0])
+        right = min(need - left, spare[1])
+        left = min(need - right, spare[0])
+        start, end = seg.start - left, seg.end + right
+        if left > 0:
+            out[i - 1] = PhonemeSegment(out[i - 1].phoneme, out[i - 1].start, start)
+        if right > 0:
+            out[i + 1] = PhonemeSegment(out[i + 1].phoneme, end, out[i + 1].end)
+        out[i] = PhonemeSegment(seg.phoneme, start, end)
+    return out
+
+
 @lru_cache(maxsize=1)
 def retarget_matrix() -> np.ndarray:
     """(15, 52) float64 weights: ``openfacefx`` viseme (``VISEMES`` order) → ARKit channel."""
@@ -104,6 +134,7 @@ def viseme_curves(phones: list, duration_s: float, fps: int, alphabet: str = "ip
     if not segs:
         return np.eye(15)[[0] * n]
     segs[0] = PhonemeSegment(segs[0].phoneme, half, segs[0].end)
+    segs = widen_bilabials(segs)
     _, matrix = build_viseme_curves(segs, fps=fps, params=CoartParams(jali=True, jali_rules=JALI_RULES))
     if matrix.shape[0] < n:
         matrix = np.concatenate([matrix, np.repeat(matrix[-1:], n - matrix.shape[0], 0)])

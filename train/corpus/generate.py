@@ -3,8 +3,12 @@
 Clip ``k`` of seed ``s`` (id ``tts-s<s>-<k:06d>``) is a pure function of ``(s, k, fps)``:
 
 * voice: with probability ``TEST_VOICE_SHARE`` a held-out test voice, else Piper with
-  probability ``piper_share``, else a training espeak voice (uniform). Test voices are every
-  ``en-gb-scotland`` voice and every ``+f4`` / ``+m6`` variant: never used for train / val.
+  probability ``piper_share``, else Kokoro with probability ``kokoro_share``, else a training
+  espeak voice (uniform). Test voices are every ``en-gb-scotland`` voice and every ``+f4`` /
+  ``+m6`` variant, and (when ``kokoro_share`` > 0, for that share of the test clips) the Kokoro
+  hold-outs ``tts_kokoro.TEST_VOICES``: never used for train / val. A Kokoro voice is a blend of
+  two voices (weight U(0.2, 0.5)) in 30 % of its clips. With ``kokoro_share`` = 0 (the default)
+  the plan is the one earlier corpora were made with.
 * split: test-voice clips are ``test``; the others are ``val`` with probability 0.05, ``test``
   with 0.04, else ``train``. Sentences are drawn only from the clip's split
   (``train.corpus.sentences.split_of``), so val / test sentences are never trained on.
@@ -61,6 +65,18 @@ def voices() -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
             tuple(v for v in ESPEAK_VOICES if is_test_voice(v)))
 
 
+def _kokoro_voice(rng: np.random.Generator, *, test: bool) -> str:
+    """A Kokoro voice of the train or test pool, a blend of two in 30 % of the draws."""
+    from train.corpus.tts_kokoro import TEST_VOICES, TRAIN_VOICES
+
+    pool = TEST_VOICES if test else TRAIN_VOICES
+    a = pool[int(rng.integers(len(pool)))]
+    if rng.random() >= 0.3:
+        return f"kokoro:{a}"
+    b = pool[int(rng.integers(len(pool)))]
+    return f"kokoro:{a}" if b == a else f"kokoro:{a}+{b}@{rng.uniform(0.2, 0.5):.2f}"
+
+
 @dataclass(frozen=True)
 class GenerateOptions:
     """Options of :func:`generate` (the CLI parses flags into this)."""
@@ -71,6 +87,7 @@ class GenerateOptions:
     workers: int = 2
     fps: int = 25
     piper_share: float = 0.5
+    kokoro_share: float = 0.0
     min_clip_s: float = 2.0
     max_clip_s: float = 9.0
 
@@ -97,8 +114,12 @@ def plan_clip(opts: GenerateOptions, k: int) -> ClipSpec:
     r = rng.random()
     if r < TEST_VOICE_SHARE:
         voice, split = test_voices[int(rng.integers(len(test_voices)))], "test"
+        if opts.kokoro_share > 0 and rng.random() < opts.kokoro_share / (1 - TEST_VOICE_SHARE):
+            voice = _kokoro_voice(rng, test=True)
     else:
-        voice = piper[0] if r < TEST_VOICE_SHARE + opts.piper_share else train_voices[int(rng.integers(len(train_voices)))]
+        kokoro_edge = TEST_VOICE_SHARE + opts.piper_share + opts.kokoro_share
+        voice = piper[0] if r < TEST_VOICE_SHARE + opts.piper_share else _kokoro_voice(rng, test=False) \
+            if r < kokoro_edge else train_voices[int(rng.integers(len(train_voices)))]
         u = rng.random()
         split = "val" if u < 0.05 else "test" if u < 0.09 else "train"
     block = np.random.default_rng([opts.seed, k // len(_COMBOS), 2]).permutation(len(_COMBOS))
@@ -166,7 +187,8 @@ def generate(opts: GenerateOptions, progress=None) -> dict:
         ValueError: bad options or a resume clash (different fps for the same seed).
     """
     check_fps(opts.fps)
-    if not (opts.hours > 0 and opts.workers >= 1 and 0 <= opts.piper_share <= 1 - TEST_VOICE_SHARE
+    if not (opts.hours > 0 and opts.workers >= 1 and 0 <= opts.piper_share and 0 <= opts.kokoro_share
+            and opts.piper_share + opts.kokoro_share <= 1 - TEST_VOICE_SHARE
             and 0 < opts.min_clip_s <= opts.max_clip_s):
         raise ValueError(f"invalid options {opts}")
     _check_resume(opts)

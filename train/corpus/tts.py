@@ -3,8 +3,9 @@
 The engines are GPL (see ``tts_piper.py`` / ``tts_espeak.py``): they live in corpus generation
 only; the runtime never imports this package.
 
-Voices are named ``"piper:joe"`` or ``"espeak:<language>[+<variant>]"``, e.g.
-``"espeak:en-gb-x-rp+f3"`` (see :data:`ESPEAK_LANGUAGES`, :data:`ESPEAK_VARIANTS`).
+Voices are named ``"piper:joe"``, ``"espeak:<language>[+<variant>]"``, e.g.
+``"espeak:en-gb-x-rp+f3"`` (see :data:`ESPEAK_LANGUAGES`, :data:`ESPEAK_VARIANTS`), or
+``"kokoro:<name>[+<name>@<weight>]"`` (Kokoro-82M, ``tts_kokoro.py``: 28 English voices and blends).
 
 Phone labels are IPA as the engine spells it (one phone per entry, optional leading stress
 mark ``ˈ``/``ˌ``, e.g. ``"ˈaɪ"``, ``"tʃ"``, ``"ɑːɹ"``) and ``"_"`` for silence / pauses. Phones
@@ -117,8 +118,13 @@ def check_voice(voice: str) -> str:
     """Return ``voice`` if it is a known voice name, else raise ValueError listing the forms."""
     if voice in PIPER_VOICES or voice in ESPEAK_VOICES:
         return voice
-    raise ValueError(f"unknown voice {voice!r}: use 'piper:joe' or 'espeak:<lang>[+<variant>]' with "
-                     f"lang in {ESPEAK_LANGUAGES} and variant in {ESPEAK_VARIANTS[1:]}")
+    if voice.startswith("kokoro:"):
+        from train.corpus.tts_kokoro import parse_voice
+
+        parse_voice(voice)
+        return voice
+    raise ValueError(f"unknown voice {voice!r}: use 'piper:joe', 'kokoro:<name>[+<name>@<w>]' or "
+                     f"'espeak:<lang>[+<variant>]' with lang in {ESPEAK_LANGUAGES} and variant in {ESPEAK_VARIANTS[1:]}")
 
 
 def _to_16k(audio: np.ndarray, sr: float) -> np.ndarray:
@@ -145,6 +151,16 @@ def _speak_piper(text: str, p: Prosody, rng: np.random.Generator) -> tuple[np.nd
         text, length_scale=float(rng.uniform(0.9, 1.1)) * f / p.rate,
         noise_scale=float(rng.uniform(0.45, 0.8)), noise_w_scale=float(rng.uniform(0.6, 1.0)),
         seed=int(rng.integers(2**31)))
+    return _to_16k(audio, sr * f), [(ph, s / f, e / f) for ph, s, e in phones]
+
+
+def _speak_kokoro(text: str, voice: str, p: Prosody, rng: np.random.Generator) -> tuple[np.ndarray, list]:
+    """Kokoro has a speed control only: the speaker's rate U(0.8, 1.25) × the emotion's rate;
+    pitch as for Piper (resampled as if recorded at f × 24 kHz)."""
+    from train.corpus.tts_kokoro import synthesize_kokoro
+
+    f = 2.0 ** (p.pitch_semitones / 12.0)
+    audio, sr, phones = synthesize_kokoro(text, voice, speed=float(rng.uniform(0.8, 1.25)) * p.rate / f)
     return _to_16k(audio, sr * f), [(ph, s / f, e / f) for ph, s, e in phones]
 
 
@@ -176,6 +192,8 @@ def synthesize(text: str, voice: str, prosody: Prosody = Prosody(), *, seed: int
     rng = np.random.default_rng(seed)
     if voice.startswith("piper:"):
         audio, phones = _speak_piper(text, prosody, rng)
+    elif voice.startswith("kokoro:"):
+        audio, phones = _speak_kokoro(text, voice, prosody, rng)
     else:
         audio, phones = _speak_espeak(text, voice, prosody, rng)
     audio = _level(audio, prosody.volume, rng)
