@@ -139,8 +139,7 @@ def test_blinks_and_prosody():
     blink = bs[:, INDEX["eyeBlinkLeft"]]
     np.testing.assert_array_equal(blink, bs[:, INDEX["eyeBlinkRight"]])
     onsets = np.flatnonzero((blink[1:] > 0.5) & (blink[:-1] <= 0.5))
-    assert 1 <= onsets.size <= 5 and np.all(np.diff(onsets) >= 2 * 25)
-    assert (blink > 0.5).sum() <= 4 * onsets.size  # each blink is short (~150 ms)
+    assert 2 <= onsets.size <= 7 and np.all(np.diff(onsets) >= 1.5 * 25)
     sad, angry = emotion_prosody("sad", 3), emotion_prosody("angry", 3)
     assert sad.rate < 1 < angry.rate and sad.pitch_semitones < 0 < angry.pitch_semitones
     assert emotion_prosody("sad", 1).rate > sad.rate
@@ -326,3 +325,21 @@ def test_short_bilabials_widen_into_their_neighbours():
                             PhonemeSegment("K", 0.02, 0.03)])
     assert abs(lone[1].end - lone[1].start - 0.02) < 1e-9  # no room: 5 ms from each side only
     assert widen_bilabials(out) == widen_bilabials(widen_bilabials(out))  # stable
+
+
+@pytest.mark.parametrize("fps", [25, 30])
+def test_generated_blinks_close_fully_at_a_natural_rate(fps):
+    """Real blinks: both eyes together, ≥ 0.9 at the peak on ≥ 3 frames, 100–250 ms, ~10–30 a
+    minute (train.evaluate.blink_stats, the metric the model's output is scored with)."""
+    from train.evaluate import blink_stats
+
+    audio = np.zeros(120 * SAMPLE_RATE, np.float32)
+    audio[::100] = 0.1
+    bs = face_curves([("_", 0.0, 120.0)], audio, fps, "neutral", 1, np.random.default_rng(7))
+    stats = blink_stats(bs, fps)
+    assert stats["blinks"] >= 20 and 10 <= stats["rate_per_min"] <= 30, stats
+    assert stats["peak_mean"] >= 0.92 and stats["full_share"] >= 0.9, stats
+    assert 100 <= stats["duration_ms_mean"] <= 250 and stats["eye_asymmetry"] == 0.0, stats
+    flat = bs.copy()
+    flat[:, INDEX["eyeBlinkLeft"]] = flat[:, INDEX["eyeBlinkRight"]] = 0.0
+    assert blink_stats(flat, fps)["blinks"] == 0

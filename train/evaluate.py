@@ -70,6 +70,33 @@ def closure_rate(pred: np.ndarray, fps: float, phones, starts, ends, *, context_
     return closed, total
 
 
+def blink_stats(blendshapes: np.ndarray, fps: float, *, threshold: float = 0.5) -> dict:
+    """Blinks in (T, 52) curves: the runs where the mean of eyeBlinkLeft/Right is above
+    ``threshold``.
+
+    Returns:
+        ``blinks`` (count), ``rate_per_min``, ``peak_mean`` (mean of each blink's maximum),
+        ``duration_ms_mean`` (time above ``threshold``), ``full_share`` (share of blinks at ≥ 0.9
+        on ≥ 3 frames), ``eye_asymmetry`` (mean |left − right| over the blink frames); NaN
+        statistics when there is no blink.
+    """
+    eyes = blendshapes[:, [INDEX["eyeBlinkLeft"], INDEX["eyeBlinkRight"]]]
+    level = eyes.mean(1)
+    above = np.concatenate([[False], level > threshold, [False]])
+    edges = np.flatnonzero(np.diff(above.astype(np.int8)))
+    runs = list(zip(edges[::2], edges[1::2]))  # [start, end) frame ranges
+    minutes = len(level) / fps / 60.0
+    if not runs:
+        return {"blinks": 0, "rate_per_min": 0.0, "peak_mean": float("nan"), "duration_ms_mean": float("nan"),
+                "full_share": float("nan"), "eye_asymmetry": float("nan")}
+    frames = np.concatenate([np.arange(a, b) for a, b in runs])
+    return {"blinks": len(runs), "rate_per_min": len(runs) / minutes,
+            "peak_mean": float(np.mean([level[a:b].max() for a, b in runs])),
+            "duration_ms_mean": float(np.mean([(b - a) * 1e3 / fps for a, b in runs])),
+            "full_share": float(np.mean([(level[max(0, a - 1):b + 1] >= 0.9).sum() >= 3 for a, b in runs])),
+            "eye_asymmetry": float(np.abs(eyes[frames, 0] - eyes[frames, 1]).mean())}
+
+
 def _clips(corpus: str, split: str, limit: int):
     entries = [e for e in read_manifest(corpus) if e["split"] == split][:limit]
     if not entries:

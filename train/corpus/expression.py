@@ -91,18 +91,21 @@ def expression_offsets(emotion: str, intensity: int, num_frames: int, fps: float
 
 
 def blink_curve(num_frames: int, fps: float, rng: np.random.Generator) -> np.ndarray:
-    """Blinks (T,) in [0, 1]: ~150 ms (U(0.12, 0.18) s, 40 % closing / 60 % opening), peak
-    U(0.85, 1), first after U(0.2, 2.5) s, then every U(2, 6) s."""
+    """Blinks (T,) in [0, 1] that close fully: closing U(40, 60) ms, closed U(110, 130) ms at a peak
+    U(0.95, 1), opening U(70, 90) ms (about 170–205 ms above half closed; ≥ 0.9 for over 120 ms, so
+    on at least three 25 fps frames); the first after U(0.2, 2.5) s, then every U(1.5, 5) s (about
+    20 a minute, a speaker's rate). Sampled at the frame times."""
     t = frame_times(num_frames, fps)
     out = np.zeros(num_frames)
     start = rng.uniform(0.2, 2.5)
     for _ in range(64):  # fixed draw count keeps the generator state independent of duration
-        dur, peak, gap = rng.uniform(0.12, 0.18), rng.uniform(0.85, 1.0), rng.uniform(2.0, 6.0)
+        close, hold, open_ = rng.uniform(0.04, 0.06), rng.uniform(0.11, 0.13), rng.uniform(0.07, 0.09)
+        peak, gap = rng.uniform(0.95, 1.0), rng.uniform(1.5, 5.0)
         if start < t[-1] + 0.5 / fps:
-            close, open_ = 0.4 * dur, 0.6 * dur
-            x = np.where(t < start + close, (t - start) / close, 1.0 - (t - start - close) / open_)
-            out = np.maximum(out, peak * _smoothstep(x) * ((t >= start) & (t <= start + dur)))
-        start += dur + gap
+            up = _smoothstep((t - start) / close)
+            down = 1.0 - _smoothstep((t - start - close - hold) / open_)
+            out = np.maximum(out, peak * np.minimum(up, down) * ((t >= start) & (t <= start + close + hold + open_)))
+        start += close + hold + open_ + gap
     return out
 
 
