@@ -1,6 +1,7 @@
 """Audio augmentation so a model trained on clean TTS speech generalises to real recordings:
-random gain, spectral tilt / band-limiting, synthetic room reverb and additive noise.
-All randomness comes from the ``numpy.random.Generator`` passed in."""
+random gain, spectral tilt / band-limiting, room reverb (half synthetic, half one of six recorded
+rooms, :mod:`train.rooms`) and additive noise. All randomness comes from the
+``numpy.random.Generator`` passed in."""
 from __future__ import annotations
 
 import numpy as np
@@ -27,13 +28,25 @@ def _reverb(audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return wet[: audio.shape[0]] / (np.abs(ir).sum() ** 0.5)
 
 
+def _real_room(audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Convolve with a recorded room (direct sound at sample 0), mixed with the dry signal."""
+    from train.rooms import room_impulses
+
+    rooms = room_impulses()
+    ir = rooms[int(rng.integers(len(rooms)))]
+    n = audio.shape[0] + ir.shape[0]
+    wet = np.fft.irfft(np.fft.rfft(audio, n) * np.fft.rfft(ir, n))[: audio.shape[0]]
+    dry = rng.uniform(0.0, 1.0)  # 0 = all room, 1 = mostly direct sound
+    return dry * audio * np.abs(ir).max() + wet
+
+
 def augment(audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Return a degraded copy of a (L,) float32 16 kHz clip, peak-normalised to a random level."""
     x = audio.astype(np.float64)
     if rng.random() < 0.8:
         x = _spectral_shape(x, rng)
     if rng.random() < 0.5:
-        x = _reverb(x, rng)
+        x = _real_room(x, rng) if rng.random() < 0.5 else _reverb(x, rng)
     if rng.random() < 0.8:
         snr_db = rng.uniform(8.0, 40.0)
         noise = rng.standard_normal(x.shape[0])
