@@ -14,11 +14,17 @@ def q_sample(x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, schedule: N
     return a * x0 + s * noise
 
 
-def diffusion_loss(pred, x0, noise, *, prediction_type: str = "x0", velocity_weight: float = 0.0):
+def diffusion_loss(pred, x0, noise, *, prediction_type: str = "x0", velocity_weight: float = 0.0,
+                   frame_weight: torch.Tensor | None = None):
     """The "simple" loss (Ho et al. 2020, Eq. 14) on the prediction target, plus an optional
-    temporal-velocity term on x0 predictions (our choice; 0 disables it). Returns (loss, parts)."""
+    temporal-velocity term on x0 predictions (our choice; 0 disables it). ``frame_weight`` (B, T)
+    weights the frames of the squared error (normalised by its sum, so the scale stays that of
+    the plain mean). Returns (loss, parts)."""
     target = x0 if prediction_type == "x0" else noise
-    mse = (pred - target).pow(2).mean()
+    if frame_weight is None:
+        mse = (pred - target).pow(2).mean()
+    else:
+        mse = ((pred - target).pow(2).mean(-1) * frame_weight).sum() / frame_weight.sum().clamp(min=1e-8)
     parts = {"mse": mse.detach()}
     loss = mse
     if velocity_weight > 0 and prediction_type == "x0" and x0.shape[1] > 1:

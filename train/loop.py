@@ -20,6 +20,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
+from cafetalk_rt.blendshapes import INDEX
 from cafetalk_rt.nn.checkpoint import load_denoiser, read_metadata, save_denoiser
 from cafetalk_rt.nn.denoiser import CONFIGS, Denoiser
 from cafetalk_rt.diffusion.schedule import make_schedule
@@ -41,6 +42,9 @@ class TrainConfig(RunConfig):
     streaming_share: float = 0.0
     #: look-ahead frames (comma-separated) of the streaming windows (the default layout's other sizes)
     streaming_lookaheads: str = "4"
+    #: extra loss weight on p/b/m closure frames: frame weight 1 + closure_weight · c, with c the
+    #: target's mouthClose / 0.3 clipped to [0, 1] (the generator's bilabial closure, train.corpus.face)
+    closure_weight: float = 0.0
 
 
 def _dist_info() -> tuple[int, int]:
@@ -105,8 +109,12 @@ def train_step(model, batch, schedule, cfg: TrainConfig, gen: torch.Generator, d
     x_t = q_sample(x0, t.to(device), noise, schedule)
     pred = model(x_t, t.to(device), batch["audio_features"].to(device), batch["emotion"].to(device),
                  batch["intensity"].to(device), audio_keep.to(device), coarse_keep.to(device))
+    weight = None
+    if getattr(cfg, "closure_weight", 0.0) > 0:
+        closure = (batch["blendshapes"][..., INDEX["mouthClose"]] / 0.3).clamp(0.0, 1.0)  # (B, T)
+        weight = (1.0 + cfg.closure_weight * closure).to(device)
     return diffusion_loss(pred, x0, noise, prediction_type=raw.config.prediction_type,
-                          velocity_weight=cfg.velocity_weight)
+                          velocity_weight=cfg.velocity_weight, frame_weight=weight)
 
 
 @torch.no_grad()
