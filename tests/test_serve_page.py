@@ -90,6 +90,7 @@ def test_live_page_animates_from_a_fake_microphone(animator, demo_audio, tmp_pat
             proc.terminate()
             proc.wait(30)
     assert state.get("state") == "done", state
+    assert state["capture"] == "audio-worklet"  # 127.0.0.1 is a secure context
     assert int(state["frames"]) >= 90  # 4 s of microphone at 25 fps
     assert float(state["jawMax"]) - float(state["jawMin"]) > 0.15  # the mouth moved with the speech
     assert 0 < int(state["delayP95"]) < 3000

@@ -1,9 +1,11 @@
 // cafetalk-rt live page: the microphone (getUserMedia) or a chosen file → /v1/stream → the face.
+// Audio is captured with an AudioWorklet and sent in 20 ms chunks.
 // Inlined by cafetalk_rt/serve/page.py after face.js (window.CafeFace). The audio goes out as
 // f32le PCM at the AudioContext's rate; each frame is drawn as it arrives. Delay of frame t =
 // arrival time − the time the audio up to t / fps had been sent (as `cafetalk-rt stream` reports).
 // For tests: ?autostart=mic&seconds=4 starts the microphone and ends after 4 s; <body> carries
-// data-state (idle/streaming/done/error), data-frames, data-jaw-min, data-jaw-max, data-delay-p95.
+// data-state (idle/streaming/done/error), data-frames, data-jaw-min, data-jaw-max, data-delay-p95,
+// data-capture (audio-worklet or script-processor).
 (function () {
   "use strict";
   var D = JSON.parse(document.getElementById("data").textContent);
@@ -50,7 +52,7 @@
   function draw() { face.draw(ctx, latest); window.requestAnimationFrame(draw); }
 
   function stopAudio() {
-    if (processor) { processor.disconnect(); processor.onaudioprocess = null; processor = null; }
+    if (processor) { processor.disconnect(); processor.onaudioprocess = null; if (processor.port) processor.port.onmessage = null; processor = null; }
     if (source) { try { source.disconnect(); if (source.stop) source.stop(); } catch (e) { /* already stopped */ } source = null; }
     if (mediaStream) { mediaStream.getTracks().forEach(function (t) { t.stop(); }); mediaStream = null; }
   }
@@ -74,17 +76,47 @@
         lookahead_ms: Number(document.getElementById("lookahead").value) }));
       Promise.resolve(makeSource(audioCtx)).then(function (src) {
         source = src;
-        processor = audioCtx.createScriptProcessor(1024, 1, 1);
-        processor.onaudioprocess = function (e) {
-          var x = e.inputBuffer.getChannelData(0);
-          if (ws.readyState !== 1) return;
-          ws.send(new Float32Array(x).buffer);
-          sentSamples += x.length; sent.push([sentSamples, performance.now()]);
-        };
-        src.connect(processor); processor.connect(audioCtx.destination);
-        if (src.start) { src.connect(audioCtx.destination); src.onended = end; src.start(); }
+        return tap(audioCtx).then(function (node) {
+          processor = node;
+          src.connect(node); node.connect(audioCtx.destination);
+          if (src.start) { src.connect(audioCtx.destination); src.onended = end; src.start(); }
+        });
       }).catch(function (e) { setState("error", String(e)); });
     };
+  }
+
+  // Capture: an AudioWorklet (128-sample render quanta, sent every 20 ms); ScriptProcessorNode
+  // where AudioWorklet is missing (an insecure context, an old browser).
+  var WORKLET = "class Tap extends AudioWorkletProcessor { process(inputs) { var x = inputs[0][0];" +
+    " if (x) this.port.postMessage(x.slice(0)); return true; } } registerProcessor('cafetalk-tap', Tap);";
+
+  function send(x) {
+    if (!ws || ws.readyState !== 1) return;
+    ws.send(x.buffer);
+    sentSamples += x.length; sent.push([sentSamples, performance.now()]);
+  }
+
+  function tap(ac) {
+    body.dataset.capture = ac.audioWorklet ? "audio-worklet" : "script-processor";
+    if (!ac.audioWorklet) {
+      var sp = ac.createScriptProcessor(1024, 1, 1);
+      sp.onaudioprocess = function (e) { send(new Float32Array(e.inputBuffer.getChannelData(0))); };
+      return Promise.resolve(sp);
+    }
+    var url = URL.createObjectURL(new Blob([WORKLET], { type: "application/javascript" }));
+    return ac.audioWorklet.addModule(url).catch(function () { /* already added */ }).then(function () {
+      var node = new AudioWorkletNode(ac, "cafetalk-tap"), parts = [], have = 0;
+      var chunk = Math.round(ac.sampleRate * 0.02);
+      node.port.onmessage = function (e) {
+        parts.push(e.data); have += e.data.length;
+        if (have < chunk) return;
+        var x = new Float32Array(have), o = 0;
+        parts.forEach(function (p) { x.set(p, o); o += p.length; });
+        parts = []; have = 0;
+        send(x);
+      };
+      return node;
+    });
   }
 
   function microphone(ac) {
