@@ -233,3 +233,29 @@ def test_serve_cli_refuses_bad_flags():
     bad = subprocess.run([sys.executable, "-m", "cafetalk_rt.cli", "serve", "--max-streams", "0"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "--max-streams must be at least 1" in bad.stderr
+
+
+def test_edge_cases_get_clear_answers(server, demo_audio):
+    """end without audio, a look-ahead with no graph, control before start, 30 fps output."""
+    from websockets.sync.client import connect
+
+    host, _ = server
+    with connect(f"ws://{host}/v1/stream", max_size=None) as ws:
+        ws.send(json.dumps({"type": "control", "emotion": "happy"}))
+        assert "before start" in json.loads(ws.recv(timeout=30))["message"]
+        ws.send(json.dumps({"type": "start", "lookahead_ms": 120}))
+        msg = json.loads(ws.recv(timeout=60))
+        assert msg["type"] == "error" and "cafetalk-rt export streaming" in msg["message"]
+        ws.send(json.dumps({"type": "start"}))
+        assert json.loads(ws.recv(timeout=30))["type"] == "ready"
+        ws.send(json.dumps({"type": "end"}))
+        msg = json.loads(ws.recv(timeout=30))
+        assert msg["type"] == "error" and "empty or silent" in msg["message"]
+        ws.send(json.dumps({"type": "start", "fps": 30}))  # the connection is usable again
+        assert json.loads(ws.recv(timeout=30))["fps"] == 30
+        ws.send(demo_audio.astype("<f4").tobytes())
+        ws.send(json.dumps({"type": "end"}))
+        frames = 0
+        while (m := json.loads(ws.recv(timeout=60)))["type"] == "frames":
+            frames += len(m["blendshapes"])
+        assert m == {"type": "done", "frames": frames} and frames == round(demo_audio.size / 16000 * 30)
