@@ -24,11 +24,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cafetalk_rt.backends.streaming_contract import DEFAULT_LAYOUT, SAMPLES_PER_FRAME
+from cafetalk_rt.backends.streaming_contract import DEFAULT_LAYOUT, SAMPLES_PER_FRAME, StreamingLayout
 from cafetalk_rt.frames import num_feature_frames
 from train.augment import augment
 from train.corpus.format import load_clip, read_manifest
 from train.features import feature_path
+from train.streaming import hop_window, num_hops
 
 log = logging.getLogger(__name__)
 
@@ -89,19 +90,15 @@ class HopWindows:
             raise ValueError(f"no 25 fps {split} clips in {root}")
 
     def batch(self, rng: np.random.Generator, n: int, e: int, la: int):
-        h, spf = self.h, SAMPLES_PER_FRAME
-        width = (e + h + la) * spf
-        audio = np.zeros((n, width), np.float32)
+        lay = StreamingLayout(hop_frames=self.h, lookahead_frames=la, encoder_context_frames=e)
+        h = self.h
+        audio = np.zeros((n, (e + h + la) * SAMPLES_PER_FRAME), np.float32)
         target = np.zeros((n, 2 * (h + la), self.items[0][1].shape[1]), np.float32)
         mask = np.zeros((n, 2 * (h + la)), bool)
         for row, j in enumerate(rng.integers(0, len(self.items), n)):
             clip, teacher = self.items[j]
-            frames = int(round(clip.size / spf))
-            hop = int(rng.integers(0, -(-(frames + la) // h)))  # hops whose fresh frames touch the clip
-            start = hop * h * spf - (e + la) * spf  # the window's first sample, clip time
-            lo, hi = max(0, start), min(clip.size, start + width)
-            if hi > lo:
-                audio[row, lo - start : hi - start] = clip[lo:hi]
+            hop = int(rng.integers(0, num_hops(clip.size, lay)))  # hops whose fresh frames touch the clip
+            audio[row] = hop_window(clip, lay, hop)
             first = 2 * (hop * h - la)  # the first fresh 50 Hz frame, clip time
             idx = np.arange(first, first + 2 * (h + la))
             ok = (idx >= 0) & (idx < min(teacher.shape[0], num_feature_frames(clip.size)))

@@ -39,18 +39,28 @@ def stream_feature_path(root, encoder: str, layout: StreamingLayout, variant: st
     return Path(root) / "features" / encoder / tag / f"{clip_id}.npy"
 
 
-def stream_windows(audio: np.ndarray, layout: StreamingLayout) -> np.ndarray:
-    """(N, (E + H + L)·640) float32: the audio every hop of a stream of ``audio`` encodes, from the
-    first hop (silence before the stream) to the one that emits the clip's last frame."""
+def hop_window(audio: np.ndarray, layout: StreamingLayout, n: int) -> np.ndarray:
+    """((E + H + L)·640,) float32: the audio hop ``n`` of a stream of ``audio`` encodes, clip
+    samples [n·H − E − L, n·H + H) frames × 640, silence outside the clip."""
     h, la, e = layout.hop_frames, layout.lookahead_frames, layout.encoder_context_frames
-    frames = int(round(audio.size / SAMPLES_PER_FRAME))
-    n_hops = -(-(frames + la) // h)
     width = (e + h + la) * SAMPLES_PER_FRAME
-    pad_left = (e + la) * SAMPLES_PER_FRAME
-    padded = np.zeros(pad_left + n_hops * h * SAMPLES_PER_FRAME, np.float32)
-    padded[pad_left : pad_left + audio.size] = audio[: padded.size - pad_left]
-    starts = np.arange(n_hops) * h * SAMPLES_PER_FRAME
-    return np.stack([padded[s : s + width] for s in starts])
+    start = (n * h - e - la) * SAMPLES_PER_FRAME  # the window's first sample, clip time
+    out = np.zeros(width, np.float32)
+    lo, hi = max(0, start), min(audio.size, start + width)
+    if hi > lo:
+        out[lo - start : hi - start] = audio[lo:hi]
+    return out
+
+
+def num_hops(num_samples: int, layout: StreamingLayout) -> int:
+    """Hops of a stream of ``num_samples``, from the first to the one that emits its last frame."""
+    frames = int(round(num_samples / SAMPLES_PER_FRAME))
+    return -(-(frames + layout.lookahead_frames) // layout.hop_frames)
+
+
+def stream_windows(audio: np.ndarray, layout: StreamingLayout) -> np.ndarray:
+    """(N, (E + H + L)·640) float32: :func:`hop_window` of every hop of a stream of ``audio``."""
+    return np.stack([hop_window(audio, layout, n) for n in range(num_hops(audio.size, layout))])
 
 
 def cache_stream_features(root, layouts, *, encoder_name: str = "whisper-tiny.en", variants=("clean", "aug"),

@@ -51,27 +51,11 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _latencies_ms(pushes: list[tuple[int, float]], returns: list[tuple[int, float]], fps: float) -> np.ndarray:
-    """Per output frame: return wall time − wall time of the push that first covered t / fps."""
-    from cafetalk_rt.frames import frame_start_sample
-
-    received = np.array([r for r, _ in pushes])
-    walls = np.array([w for _, w in pushes])
-    out = []
-    frame = 0
-    for count, wall in returns:
-        for t in range(frame, frame + count):
-            i = min(int(np.searchsorted(received, frame_start_sample(t, fps), side="left")), len(pushes) - 1)
-            out.append(1e3 * (wall - walls[i]))
-        frame += count
-    return np.asarray(out)
-
-
 def run(args: argparse.Namespace) -> int:
     """Stream ``args.input`` through a :class:`~cafetalk_rt.longform.live.LiveStream`; returns 0."""
     from cafetalk_rt.audio import load_audio
     from cafetalk_rt.frames import SAMPLE_RATE
-    from cafetalk_rt.longform.live import LiveOptions, LiveStream
+    from cafetalk_rt.longform.live import LiveOptions, LiveStream, frame_latencies_ms
     from cafetalk_rt.options import AnimateOptions
     from cafetalk_rt.pipeline import Animator
     from cafetalk_rt.writers import check_output_path, save_animation
@@ -111,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
                           metadata={"input": str(args.input), "mode": "live stream", "lookahead_ms": args.lookahead_ms,
                                     "hop_ms": args.hop_ms, "emotion": args.emotion, "intensity": args.intensity,
                                     "seed": args.seed, "num_inference_steps": args.num_inference_steps})
-    lat = _latencies_ms(pushes, returns, args.fps)
+    lat = frame_latencies_ms(pushes, returns, args.fps)
     report = {"input": str(args.input), "backend": args.backend, "realtime": bool(args.realtime),
               "lookahead_ms": args.lookahead_ms, "hop_ms": args.hop_ms, "fps": args.fps,
               "num_inference_steps": args.num_inference_steps, "frames": int(blend.shape[0]),

@@ -38,7 +38,7 @@ from cafetalk_rt.blendshapes import NUM_BLENDSHAPES
 from cafetalk_rt.control.emotions import check_intensity, emotion_index
 from cafetalk_rt.diffusion.noise import initial_noise_frames
 from cafetalk_rt.errors import AudioInputError, InputError
-from cafetalk_rt.frames import SAMPLE_RATE, final_output_frames, first_source_frame, num_frames
+from cafetalk_rt.frames import SAMPLE_RATE, final_output_frames, first_source_frame, frame_start_sample, num_frames
 from cafetalk_rt.options import AnimateOptions
 
 log = logging.getLogger(__name__)
@@ -403,3 +403,26 @@ class LiveBatch:
     def close(self, key) -> np.ndarray:
         """End stream ``key``: its last frames (``LiveStream.flush``); the stream is removed."""
         return self.streams.pop(key).flush()
+
+
+def frame_latencies_ms(pushes: list[tuple[int, float]], returns: list[tuple[int, float]], fps: float,
+                       sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """The latency of each output frame of a stream, in ms (``cafetalk-rt stream --report`` and
+    the WebSocket client use this one definition).
+
+    Args:
+        pushes: (samples given so far, wall time in s) after each chunk, in order.
+        returns: (frames returned, wall time in s) for each batch of frames, in order.
+        fps: output frame rate; sample_rate: the rate ``pushes`` counts in.
+    Returns:
+        (T,) float: frame t's return time − the time of the first push that covered t / fps.
+    """
+    received = np.array([r for r, _ in pushes])
+    walls = np.array([w for _, w in pushes])
+    out, frame = [], 0
+    for count, wall in returns:
+        for t in range(frame, frame + count):
+            i = min(int(np.searchsorted(received, frame_start_sample(t, fps, sample_rate), side="left")), len(pushes) - 1)
+            out.append(1e3 * (wall - walls[i]))
+        frame += count
+    return np.asarray(out)

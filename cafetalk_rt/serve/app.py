@@ -20,6 +20,7 @@ from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from cafetalk_rt.errors import AudioInputError
 from cafetalk_rt.serve.hub import StreamHub
 from cafetalk_rt.serve.protocol import ProtocolError, parse_control, parse_start, parse_text
 
@@ -72,7 +73,7 @@ def create_app(animator, *, max_streams: int = 8, max_buffer_s: float = 10.0, ma
                                            intensity=intensity, seed=seed, num_inference_steps=num_inference_steps,
                                            au=au, fmt=format)
         except (ValueError, FileNotFoundError) as e:  # InputError, AudioInputError: the CLI's message
-            return JSONResponse({"error": str(e)}, status_code=422 if "audio" in type(e).__name__.lower() else 400)
+            return JSONResponse({"error": str(e)}, status_code=422 if isinstance(e, AudioInputError) else 400)
         return Response(data, media_type=MEDIA_TYPES[format])
 
     @app.websocket("/v1/stream")

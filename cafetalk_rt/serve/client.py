@@ -115,16 +115,12 @@ def stream_clip(host: str, audio: np.ndarray, *, chunk_s: float = 0.08, realtime
                 time.sleep(max(0.0, t0 + (i + chunk.size) / sample_rate - time.perf_counter()))
             data = chunk.astype("<f4").tobytes() if fmt == "f32le" else \
                 (np.clip(chunk, -1, 1) * 32767).round().astype("<i2").tobytes()
-            pushes.append(((i + chunk.size) / sample_rate, time.perf_counter()))
+            pushes.append((i + chunk.size, time.perf_counter()))
             ws.send(data)
         ws.send(json.dumps({"type": "end"}))
         t.join(timeout_s)
-    lat = []
-    sent_s = np.array([p[0] for p in pushes])
-    walls = np.array([p[1] for p in pushes])
-    for first, count, wall in arrivals:
-        for f in range(first, first + count):
-            j = min(int(np.searchsorted(sent_s, f / fps - 1e-9, side="left")), len(pushes) - 1)
-            lat.append(1e3 * (wall - walls[j]))
+    from cafetalk_rt.longform.live import frame_latencies_ms
+
+    lat = frame_latencies_ms(pushes, [(count, wall) for _, count, wall in arrivals], fps, sample_rate)
     return StreamResult(np.asarray(frames, np.float32), np.asarray(lat), others,
                         done=any(m["type"] == "done" for m in others))
