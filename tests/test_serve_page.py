@@ -55,9 +55,10 @@ class DevTools:
                 return m.get("result", {})
 
     def dataset(self) -> dict:
-        r = self.call("Runtime.evaluate", expression="JSON.stringify(Object.assign({}, document.body.dataset))",
+        r = self.call("Runtime.evaluate", expression="JSON.stringify(Object.assign({}, (document.body || {}).dataset))",
                       returnByValue=True)
-        return json.loads(r["result"]["value"])
+        value = r.get("result", {}).get("value")
+        return json.loads(value) if value else {}  # the page is still loading: ask again
 
 
 def test_live_page_animates_from_a_fake_microphone(animator, demo_audio, tmp_path):
