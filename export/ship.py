@@ -11,8 +11,9 @@ Two things keep the package small (measured in docs/export.md):
   ``Cast`` to float32. Nothing is rounded: the packed graph computes exactly what the fp32 graph
   computes (``pack_graphs`` checks the round trip and keeps any other tensor in float32).
 * **One weights file for all graphs (ONNX external data).** Every initializer of at least
-  :data:`EXTERNAL_MIN_BYTES` lives in ``weights.bin``, deduplicated by content: the seven graphs
-  share one copy of the denoiser's weights. Each ``.onnx`` file holds only the graph structure.
+  :data:`EXTERNAL_MIN_BYTES` lives in ``weights.bin``, deduplicated by content (a matrix another
+  graph stored transposed is read from that copy through a Transpose node): the graphs share one
+  copy of the denoiser's weights. Each ``.onnx`` file holds only the graph structure.
 
 Other K need no file of their own: the runtime runs its host-side sampler over the shipped step
 graph (``cafetalk_rt.backends.graph_backend``).
@@ -57,6 +58,10 @@ class _WeightsFile:
     def __init__(self, path: Path):
         self.path, self._f, self._seen = path, open(path, "wb"), {}
 
+    def find(self, data: bytes) -> tuple[int, int] | None:
+        """(offset, length) of ``data`` if it is already stored, else None."""
+        return self._seen.get(hashlib.sha256(data).digest())
+
     def add(self, data: bytes) -> tuple[int, int]:
         key = hashlib.sha256(data).digest()
         if key not in self._seen:
@@ -73,7 +78,7 @@ class _WeightsFile:
 def _pack_one(model: onnx.ModelProto, weights: _WeightsFile) -> dict[str, int]:
     """Rewrite ``model``'s initializers in place (fp16 storage + Cast, external data); returns
     counts for the log."""
-    inits, casts, stats = [], [], {"fp16": 0, "fp32": 0, "inline": 0}
+    inits, casts, stats = [], [], {"fp16": 0, "fp32": 0, "inline": 0, "transposed": 0}
     for t in model.graph.initializer:
         arr = numpy_helper.to_array(t)
         if arr.nbytes < EXTERNAL_MIN_BYTES:
@@ -87,6 +92,14 @@ def _pack_one(model: onnx.ModelProto, weights: _WeightsFile) -> dict[str, int]:
             stats["fp16"] += 1
         else:
             stats["fp32"] += 1
+        if arr.ndim == 2 and weights.find(np.ascontiguousarray(arr).tobytes()) is None \
+                and weights.find(np.ascontiguousarray(arr.T).tobytes()) is not None:
+            # another graph stores this matrix transposed (torch exports Linear as Gemm or as
+            # MatMul with Wᵀ): point at that blob and transpose it back (exact; folded at load)
+            target, name = name, name + "__t"
+            casts.insert(0, helper.make_node("Transpose", [name], [target], perm=[1, 0], name=target + "__transpose"))
+            arr = arr.T
+            stats["transposed"] += 1
         offset, length = weights.add(np.ascontiguousarray(arr).tobytes())
         ext = TensorProto(name=name, data_type=dtype, dims=list(arr.shape))
         for key, value in (("location", WEIGHTS_FILE), ("offset", str(offset)), ("length", str(length))):
