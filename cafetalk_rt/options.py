@@ -46,6 +46,9 @@ class AnimateOptions:
         instruction: free-text fine control, e.g. ``"smile broadly from 2 to 3 seconds"``; turned
             into AU spans for the clip's duration (``cafetalk_rt.control.instructions.parse_instruction``)
             and added to ``au_spans`` before sampling. None = no instruction.
+        blinks: lay the seed's procedural blinks over the eyes (``cafetalk_rt.blinks``: full
+            closures of about 180 ms, about 17 a minute, the same for every backend, offline and
+            live). False = only what the denoiser draws (the eyes of emotion and AU control).
     """
 
     emotion: str = "neutral"
@@ -59,6 +62,7 @@ class AnimateOptions:
     au_spans: tuple[AUSpan, ...] = ()
     au_guidance_scale: float = DEFAULT_AU_GUIDANCE_SCALE
     instruction: str | None = None
+    blinks: bool = True
 
     def __post_init__(self):
         spans = parse_au_spans(self.au_spans) if isinstance(self.au_spans, str) else tuple(self.au_spans)
@@ -84,6 +88,8 @@ class AnimateOptions:
                 raise InputError(f"{name} must be a number in [0, 20], got {v!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
             raise InputError(f"seed must be a non-negative integer, got {self.seed!r}")
+        if not isinstance(self.blinks, (bool, np.bool_)):
+            raise InputError(f"blinks must be true or false, got {self.blinks!r}")
 
 
 @dataclass(frozen=True)
@@ -117,7 +123,7 @@ def animation_metadata(options: "AnimateOptions", model_path, input_path, *, au:
     meta = {"input": str(input_path), "emotion": options.emotion, "intensity": options.intensity,
             "seed": options.seed, "num_inference_steps": options.num_inference_steps,
             "guidance_scale": options.guidance_scale, "audio_guidance_scale": options.audio_guidance_scale,
-            "sampler": options.sampler, "model": str(model_path)}
+            "sampler": options.sampler, "blinks": bool(options.blinks), "model": str(model_path)}
     if options.au_spans:
         meta.update(au=au, au_guidance_scale=options.au_guidance_scale)
     if options.instruction:

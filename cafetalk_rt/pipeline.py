@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cafetalk_rt.blinks import apply_blinks
 from cafetalk_rt.control.au import AUCondition
 from cafetalk_rt.diffusion.noise import initial_noise
 from cafetalk_rt.diffusion.samplers import STOCHASTIC_SAMPLERS
@@ -104,6 +105,8 @@ class Animator:
         t_out = num_frames(audio.shape[0], options.fps)
         if options.fps != self.model_fps:
             blend = np.clip(resample_sequence(blend, self.model_fps, t_out, options.fps), 0.0, 1.0)
+        if options.blinks:
+            blend = apply_blinks(blend, options.seed, options.fps)
         return Animation(blendshapes=blend, fps=float(options.fps), duration_s=duration_s, options=options)
 
     def instruction_spans(self, instruction: str | None, duration_s: float) -> tuple:

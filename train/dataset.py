@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cafetalk_rt.blendshapes import INDEX
 from cafetalk_rt.control.emotions import emotion_index
 from cafetalk_rt.frames import FEATURE_RATE_HZ, resample_sequence
 from train.corpus.format import read_manifest
@@ -48,8 +49,33 @@ def load_split(root: str | Path, split: str, fps: int, encoder: str, limit: int 
         n = int(round(entry["duration_s"] * fps))
         if src_fps != fps:
             motion = resample_sequence(motion, src_fps, n, fps)
+        if entry.get("source") == "tts":
+            motion = remove_generated_blinks(motion)
         clips.append(Clip(entry["id"], feats, motion[:n], emotion_index(entry["emotion"]), int(entry["intensity"])))
     return clips
+
+
+def remove_generated_blinks(motion: np.ndarray) -> np.ndarray:
+    """A generated clip's (T, 52) curves without its random blinks: the denoiser is not asked to
+    guess blink timing, which speech does not carry (the runtime lays seeded blinks over its output,
+    ``cafetalk_rt.blinks``; why: docs/training.md "Closures and blinks").
+
+    In generated clips eyeBlink L/R is the blink curve alone (no emotion drives it), and the
+    generator scaled eyeWide / eyeSquint down while the lids were closed
+    (``train.corpus.face.face_curves``). Both eyeBlink channels become 0; eyeWide / eyeSquint on
+    blink frames (eyeBlink > 0) are interpolated from the frames around them. Returns a new
+    (T, 52) float32 array.
+    """
+    out = np.array(motion, dtype=np.float32, copy=True)
+    for side in ("Left", "Right"):
+        blink = out[:, INDEX["eyeBlink" + side]] > 0.0
+        out[:, INDEX["eyeBlink" + side]] = 0.0
+        if blink.any() and not blink.all():
+            frames, keep = np.arange(len(out)), ~blink
+            for name in ("eyeWide", "eyeSquint"):
+                c = INDEX[name + side]
+                out[blink, c] = np.interp(frames[blink], frames[keep], out[keep, c])
+    return out
 
 
 def normalization_stats(clips: list[Clip], std_floor: float = 0.02) -> tuple[np.ndarray, np.ndarray]:

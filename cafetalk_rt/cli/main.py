@@ -37,6 +37,9 @@ def _animate_parser(sub) -> None:
     p.add_argument("--emotion", default=d.emotion, help=f"one of: {', '.join(EMOTIONS)} (default {d.emotion})")
     p.add_argument("--intensity", type=int, default=d.intensity, choices=(1, 2, 3))
     p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--no-blinks", dest="blinks", action="store_false",
+                   help="leave out the seeded procedural blinks (docs/blinks.md); the eyes then move only with "
+                        "emotion and AU control")
     p.add_argument("--num-inference-steps", type=int, default=d.num_inference_steps, metavar="K",
                    help=f"denoising steps (default {d.num_inference_steps}, chosen from the quality-vs-steps table in "
                         "docs/quality.md; 1-2 for the lowest latency, 1000 with --sampler ddpm for the paper-style reference)")
@@ -84,7 +87,8 @@ def _options(args):
     return AnimateOptions(emotion=args.emotion, intensity=args.intensity, seed=args.seed,
                           num_inference_steps=args.num_inference_steps, guidance_scale=args.guidance_scale,
                           audio_guidance_scale=args.audio_guidance_scale, sampler=args.sampler, fps=args.fps,
-                          au_spans=args.au, au_guidance_scale=args.au_guidance_scale, instruction=args.instruction)
+                          au_spans=args.au, au_guidance_scale=args.au_guidance_scale, instruction=args.instruction,
+                          blinks=args.blinks)
 
 
 def _is_batch(args) -> bool:

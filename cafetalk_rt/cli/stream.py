@@ -39,6 +39,8 @@ def register(sub) -> None:
     p.add_argument("--emotion", default="neutral", help=f"one of {', '.join(EMOTIONS)}")
     p.add_argument("--intensity", type=int, default=2, choices=(1, 2, 3))
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-blinks", dest="blinks", action="store_false",
+                   help="leave out the seeded procedural blinks (docs/blinks.md)")
     p.add_argument("--num-inference-steps", type=int, default=2, metavar="K",
                    help="denoising steps per hop (default 2: K = 2 matches K = 4 on lip metrics at half the cost)")
     p.add_argument("--guidance-scale", type=float, default=1.5, help="CFG scale of the emotion condition (1 = off)")
@@ -65,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
         check_output_path(args.report, overwrite=args.overwrite)
     live = LiveOptions(lookahead_s=args.lookahead_ms / 1e3, hop_s=args.hop_ms / 1e3)
     options = AnimateOptions(emotion=args.emotion, intensity=args.intensity, seed=args.seed, fps=args.fps,
-                             num_inference_steps=args.num_inference_steps, guidance_scale=args.guidance_scale)
+                             num_inference_steps=args.num_inference_steps, guidance_scale=args.guidance_scale,
+                             blinks=args.blinks)
     audio = load_audio(args.input)
     animator = Animator(args.model, backend=args.backend, device=args.device)
     stream = LiveStream(animator, options, live)

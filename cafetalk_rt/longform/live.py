@@ -35,6 +35,7 @@ import numpy as np
 from cafetalk_rt.audio import SILENCE_PEAK, check_chunk
 from cafetalk_rt.backends.streaming_contract import DEFAULT_LAYOUT, StreamingLayout
 from cafetalk_rt.blendshapes import NUM_BLENDSHAPES
+from cafetalk_rt.blinks import BlinkTrack, apply_blinks
 from cafetalk_rt.control.emotions import check_intensity, emotion_index
 from cafetalk_rt.diffusion.noise import initial_noise_frames
 from cafetalk_rt.errors import AudioInputError, InputError
@@ -146,6 +147,7 @@ class LiveStream:
         self._model = np.zeros((0, NUM_BLENDSHAPES), np.float32)  # final model-fps frames ...
         self._model_offset = self._model_end = 0  # ... _model[0] is frame _model_offset
         self._emitted = 0
+        self._blinks = BlinkTrack(o.seed)
         self._closed = False
         self._total: int | None = None  # model frames of the whole stream, known at flush
         self._cond = self._prev = (emotion_index(o.emotion), float(o.intensity))
@@ -338,6 +340,8 @@ class LiveStream:
         """Output frames that are final, at ``options.fps``."""
         out = final_output_frames(self._model, self._model_offset, self._model_end, self.model_fps, self.options.fps,
                                   self._emitted, self._received if final else None)
+        if self.options.blinks:
+            out = apply_blinks(out, self._blinks, self.options.fps, start_frame=self._emitted)
         self._emitted += len(out)
         self._drop_old()
         return out

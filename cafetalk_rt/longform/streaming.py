@@ -27,6 +27,7 @@ import numpy as np
 
 from cafetalk_rt.audio import SILENCE_PEAK, check_chunk
 from cafetalk_rt.blendshapes import NUM_BLENDSHAPES
+from cafetalk_rt.blinks import BlinkTrack, apply_blinks
 from cafetalk_rt.errors import AudioInputError, InputError
 from cafetalk_rt.frames import SAMPLE_RATE, final_output_frames, first_source_frame, frame_start_sample, num_frames
 from cafetalk_rt.diffusion.noise import initial_noise_frames
@@ -69,6 +70,7 @@ class StreamingAnimator:
         self._model = np.zeros((0, NUM_BLENDSHAPES), np.float32)  # final model frames (clipped) ...
         self._model_offset = self._model_end = 0  # ... _model[0] is frame _model_offset
         self._emitted = 0  # output frames returned so far
+        self._blinks = BlinkTrack(self.options.seed)
         self._closed = False
         self._need = self._samples_to_complete(0)
 
@@ -197,6 +199,8 @@ class StreamingAnimator:
         fps = self.options.fps
         out = final_output_frames(self._model, self._model_offset, self._model_end, self.model_fps, fps,
                                   self._emitted, total_samples if final else None)
+        if self.options.blinks:
+            out = apply_blinks(out, self._blinks, fps, start_frame=self._emitted)
         self._emitted += len(out)
         keep = self._model_end if fps == self.model_fps else \
             min(first_source_frame(self._emitted, self.model_fps, fps), self._model_end)

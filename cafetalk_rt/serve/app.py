@@ -64,13 +64,14 @@ def create_app(animator, *, max_streams: int = 8, max_buffer_s: float = 10.0, ma
                 "streams_served": hub.streams_served, "rounds": hub.rounds}
 
     @app.post("/v1/animate")
-    async def animate(request: Request, emotion: str = "neutral", intensity: int = 2, seed: int = 0,
+    async def animate(request: Request, emotion: str = "neutral", intensity: int = 2, seed: int = 0, blinks: bool = True,
                       num_inference_steps: Optional[int] = None, au: str = "", format: str = "npz",
                       filename: str = "request body"):
         body = await request.body()
         try:
             data = await run_in_threadpool(animate_bytes, animator, body, filename, emotion=emotion,
-                                           intensity=intensity, seed=seed, num_inference_steps=num_inference_steps,
+                                           intensity=intensity, seed=seed, blinks=blinks,
+                                           num_inference_steps=num_inference_steps,
                                            au=au, fmt=format)
         except (ValueError, FileNotFoundError) as e:  # InputError, AudioInputError: the CLI's message
             return JSONResponse({"error": str(e)}, status_code=422 if isinstance(e, AudioInputError) else 400)
@@ -144,7 +145,7 @@ async def _send_loop(ws, outbox: asyncio.Queue, state: dict) -> None:
         await ws.send_json(message)
 
 
-def animate_bytes(animator, body: bytes, filename: str, *, emotion: str, intensity: int, seed: int,
+def animate_bytes(animator, body: bytes, filename: str, *, emotion: str, intensity: int, seed: int, blinks: bool,
                   num_inference_steps: int | None, au: str, fmt: str) -> bytes:
     """What ``cafetalk-rt animate FILE -o out.<fmt>`` writes, for the audio file bytes ``body``.
 
@@ -160,7 +161,7 @@ def animate_bytes(animator, body: bytes, filename: str, *, emotion: str, intensi
     if fmt not in MEDIA_TYPES:
         raise InputError(f"format must be one of {', '.join(MEDIA_TYPES)}, got {fmt!r}")
     kw = {} if num_inference_steps is None else {"num_inference_steps": num_inference_steps}
-    options = AnimateOptions(emotion=emotion, intensity=intensity, seed=seed, au_spans=au, **kw)
+    options = AnimateOptions(emotion=emotion, intensity=intensity, seed=seed, blinks=blinks, au_spans=au, **kw)
     audio = load_audio_bytes(body, filename)
     anim = animator.animate(audio, options, name=filename, prepared=True)
     with tempfile.TemporaryDirectory() as d:

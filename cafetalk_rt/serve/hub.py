@@ -100,7 +100,7 @@ class StreamHub:
             raise ProtocolError(f"the server is at its limit of {self.max_streams} live streams "
                                 "(cafetalk-rt serve --max-streams); try again later")
         options = AnimateOptions(emotion=request.emotion, intensity=request.intensity, seed=request.seed,
-                                 fps=request.fps, num_inference_steps=LIVE_NUM_INFERENCE_STEPS)
+                                 fps=request.fps, num_inference_steps=LIVE_NUM_INFERENCE_STEPS, blinks=request.blinks)
         try:
             stream = LiveStream(self.animator, options, LiveOptions(lookahead_s=request.lookahead_ms / 1e3))
         except (ValueError, ImportError) as e:  # InputError, MissingDependencyError

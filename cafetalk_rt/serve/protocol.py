@@ -38,6 +38,7 @@ class StartRequest:
         lookahead_ms: future audio each frame waits for (a shipped or exported streaming graph).
         seed: the stream's noise seed (same seed, same frames).
         fps: output frames per second (25 or 30).
+        blinks: lay the seed's procedural blinks over the eyes (docs/blinks.md).
     """
 
     sample_rate: int = SAMPLE_RATE
@@ -47,6 +48,7 @@ class StartRequest:
     lookahead_ms: float = 160.0
     seed: int = 0
     fps: int = 25
+    blinks: bool = True
 
 
 def parse_text(text: str) -> dict:
@@ -118,6 +120,10 @@ def parse_start(msg: dict) -> StartRequest:
         if msg["fps"] not in (25, 30):
             raise ProtocolError(f"fps must be 25 or 30, got {msg['fps']!r}")
         kw["fps"] = int(msg["fps"])
+    if "blinks" in msg:
+        if not isinstance(msg["blinks"], bool):
+            raise ProtocolError(f"blinks must be true or false, got {msg['blinks']!r}")
+        kw["blinks"] = msg["blinks"]
     return StartRequest(**kw)
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 import numpy as np
 
 from cafetalk_rt.blendshapes import INDEX, NUM_BLENDSHAPES
+from cafetalk_rt.blinks import Blink
 from cafetalk_rt.control.emotions import EMOTIONS, check_intensity
 from cafetalk_rt.frames import SAMPLE_RATE, frame_times
 
@@ -94,7 +95,8 @@ def blink_curve(num_frames: int, fps: float, rng: np.random.Generator) -> np.nda
     """Blinks (T,) in [0, 1] that close fully: closing U(40, 60) ms, closed U(110, 130) ms at a peak
     U(0.95, 1), opening U(70, 90) ms (about 170–205 ms above half closed; ≥ 0.9 for over 120 ms, so
     on at least three 25 fps frames); the first after U(0.2, 2.5) s, then every U(1.5, 5) s (about
-    20 a minute, a speaker's rate). Sampled at the frame times."""
+    20 a minute, a speaker's rate). Sampled at the frame times. The shape is the runtime's
+    (``cafetalk_rt.blinks.Blink``); only the random draws are the generator's own."""
     t = frame_times(num_frames, fps)
     out = np.zeros(num_frames)
     start = rng.uniform(0.2, 2.5)
@@ -102,9 +104,7 @@ def blink_curve(num_frames: int, fps: float, rng: np.random.Generator) -> np.nda
         close, hold, open_ = rng.uniform(0.04, 0.06), rng.uniform(0.11, 0.13), rng.uniform(0.07, 0.09)
         peak, gap = rng.uniform(0.95, 1.0), rng.uniform(1.5, 5.0)
         if start < t[-1] + 0.5 / fps:
-            up = _smoothstep((t - start) / close)
-            down = 1.0 - _smoothstep((t - start - close - hold) / open_)
-            out = np.maximum(out, peak * np.minimum(up, down) * ((t >= start) & (t <= start + close + hold + open_)))
+            out = np.maximum(out, Blink(start, close, hold, open_, peak).curve(t))
         start += close + hold + open_ + gap
     return out
 
