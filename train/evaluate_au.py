@@ -55,8 +55,10 @@ def control_options(base: AnimateOptions, au: str, span, intensity: float = 1.0,
 
 def evaluate_aus(animator, audio: np.ndarray, options: AnimateOptions | None = None,
                  aus=AU_NAMES) -> dict[str, dict[str, float]]:
-    """Per-AU response on one clip (16 kHz): {au: au_response(...)} plus ``"_span"``."""
-    options = options or AnimateOptions()
+    """Per-AU response on one clip (16 kHz): {au: au_response(...)} plus ``"_span"``. The default
+    options leave out the seeded blink layer (``cafetalk_rt.blinks``), so the eye AUs measure the
+    control, not where the seed's blinks fall."""
+    options = options or AnimateOptions(blinks=False)
     base = animator.animate(audio, options).blendshapes
     span = middle_span(audio.shape[0] / 16_000)
     out = {au: au_response(animator.animate(audio, control_options(options, au, span)).blendshapes, base, au, span,

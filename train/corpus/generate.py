@@ -190,8 +190,13 @@ def generate(opts: GenerateOptions, progress=None) -> dict:
     if not (opts.hours > 0 and opts.workers >= 1 and 0 <= opts.piper_share and 0 <= opts.kokoro_share
             and opts.piper_share + opts.kokoro_share <= 1 - TEST_VOICE_SHARE
             and 0 < opts.min_clip_s <= opts.max_clip_s):
-        raise ValueError(f"invalid options {opts}")
+        raise ValueError(f"invalid options {opts}: piper_share + kokoro_share must be at most "
+                         f"{1 - TEST_VOICE_SHARE:g} (the rest of the clips are the test voices' and espeak's)")
     _check_resume(opts)
+    if opts.kokoro_share > 0:  # once, before the workers fork (they would race to build it)
+        from train.corpus.tts_kokoro import build_assets
+
+        build_assets()
     target_s, have_s, k = opts.hours * 3600.0, 0.0, 0
     new_clips, new_audio_s, t0 = 0, 0.0, time.perf_counter()
     pool = mp.get_context("fork").Pool(opts.workers) if opts.workers > 1 else None

