@@ -13,6 +13,7 @@ import pytest
 from cafetalk_rt.diffusion import noise as seeded_noise
 from cafetalk_rt.longform import offline as longform
 from cafetalk_rt.blendshapes import MOUTH_IDX
+from cafetalk_rt.blinks import apply_blinks
 from cafetalk_rt.control.emotions import emotion_index
 from cafetalk_rt.errors import InputError
 from cafetalk_rt.frames import (feature_hop_samples, frame_start_sample, num_feature_frames, num_frames,
@@ -129,12 +130,13 @@ OPT = AnimateOptions(num_inference_steps=2)
 
 
 def test_short_clip_is_the_single_window_path(animator, clip):
-    """Clips up to window_s are bit-identical to encode → one sample call (the pre-window path)."""
+    """Clips up to window_s are bit-identical to encode → one sample call (the pre-window path),
+    then the seed's blink layer."""
     be = animator.backend
     feats = be.encode(clip)[None]
     x_t, _ = initial_noise(OPT.seed, num_frames(clip.size, 25), 2, False)
     x0 = be.sample(feats, x_t, emotion=emotion_index(OPT.emotion), intensity=OPT.intensity, options=OPT)[0]
-    assert np.array_equal(animator.animate(clip, OPT).blendshapes, np.clip(x0, 0, 1))
+    assert np.array_equal(animator.animate(clip, OPT).blendshapes, apply_blinks(np.clip(x0, 0, 1), OPT.seed, 25))
 
 
 def test_windowed_equals_single_window(animator, clip):
