@@ -8,11 +8,12 @@ from cafetalk_rt.serve.protocol import PcmDecoder, ProtocolError, StartRequest, 
 
 def test_start_defaults_are_the_clis():
     assert parse_start({"type": "start"}) == StartRequest(sample_rate=16000, format="f32le", emotion="neutral",
-                                                          intensity=2, lookahead_ms=160.0, seed=0, fps=25)
+                                                          intensity=2, lookahead_ms=160.0, seed=0, fps=25,
+                                                          blinks=True)
     r = parse_start({"type": "start", "sample_rate": 48000, "format": "s16le", "emotion": "happy", "intensity": 3,
-                     "lookahead_ms": 80, "seed": 5, "fps": 30})
-    assert (r.sample_rate, r.format, r.emotion, r.intensity, r.lookahead_ms, r.seed, r.fps) == \
-        (48000, "s16le", "happy", 3, 80.0, 5, 30)
+                     "lookahead_ms": 80, "seed": 5, "fps": 30, "blinks": False})
+    assert (r.sample_rate, r.format, r.emotion, r.intensity, r.lookahead_ms, r.seed, r.fps, r.blinks) == \
+        (48000, "s16le", "happy", 3, 80.0, 5, 30, False)
 
 
 @pytest.mark.parametrize("msg, words", [
@@ -24,6 +25,7 @@ def test_start_defaults_are_the_clis():
     ({"type": "start", "emotion": "zzz"}, "unknown emotion 'zzz'"),
     ({"type": "start", "voice": "x"}, "unknown start field(s) voice"),
     ({"type": "start", "lookahead_ms": -1}, "lookahead_ms must be a number in [0, 1000]"),
+    ({"type": "start", "blinks": "no"}, "blinks must be true or false"),
 ])
 def test_bad_start_fields_say_what_to_fix(msg, words):
     with pytest.raises(ProtocolError) as e:
