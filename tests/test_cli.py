@@ -37,6 +37,23 @@ def test_npz_contents_and_plot(tmp_path, short_wav):
     assert png.stat().st_size > 10_000
 
 
+def test_no_blinks_leaves_only_the_eyes_unblinked(tmp_path, demo_audio):
+    from cafetalk_rt.blendshapes import INDEX
+
+    wav = tmp_path / "s.wav"
+    sf.write(wav, demo_audio[:64000], 16000)  # 4 s: the seed's first blinks fall inside
+    outs = {}
+    for flag in ([], ["--no-blinks"]):
+        out = tmp_path / f"o{len(flag)}.npz"
+        assert main(["animate", str(wav), "-o", str(out), "--num-inference-steps", "2", *flag]) == 0
+        outs[bool(flag)] = np.load(out)
+    assert json.loads(str(outs[True]["metadata"]))["blinks"] is False
+    eye = INDEX["eyeBlinkLeft"]
+    assert outs[False]["blendshapes"][:, eye].max() > 0.9 > outs[True]["blendshapes"][:, eye].max()
+    np.testing.assert_array_equal(outs[False]["blendshapes"][:, INDEX["jawOpen"]],
+                                  outs[True]["blendshapes"][:, INDEX["jawOpen"]])
+
+
 def test_never_overwrites_without_flag(tmp_path, short_wav, capsys):
     out = tmp_path / "keep.csv"
     out.write_text("user data")
