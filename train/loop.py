@@ -182,10 +182,11 @@ def fit(cfg: TrainConfig, *, resume: bool = False) -> Path:
     train_clips = load_split(cfg.corpus, "train", fps, model_cfg.speech_encoder)
     val_clips = load_split(cfg.corpus, "val", fps, model_cfg.speech_encoder, limit=cfg.val_clips)
     torch.manual_seed(cfg.seed)
-    if cfg.init:  # a fine-tune keeps the checkpoint's normalisation (and its adapter, untouched)
+    if cfg.init:  # a fine-tune keeps the checkpoint's normalisation (and its adapters, untouched)
         model = load_denoiser(cfg.init).requires_grad_(True)
-        if model.adapter is not None:
-            model.adapter.requires_grad_(False)
+        for frozen in (model.adapter, model.streaming_encoder):
+            if frozen is not None:
+                frozen.requires_grad_(False)
     else:
         model = Denoiser(model_cfg)
         mean, std = normalization_stats(train_clips)
