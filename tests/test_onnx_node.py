@@ -18,6 +18,7 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("torch")
 
 from cafetalk_rt.backends.contract import GraphMetadata  # noqa: E402
+from cafetalk_rt.blendshapes import ARKIT_NAMES  # noqa: E402
 from cafetalk_rt.backends.cache import cache_root  # noqa: E402
 from cafetalk_rt.backends.onnxruntime_backend import OnnxRuntimeRunner  # noqa: E402
 from cafetalk_rt.options import AnimateOptions  # noqa: E402
@@ -36,7 +37,7 @@ def node_project():
         pytest.skip("node and npm are not installed: the Node.js proof cannot run here")
     lock = (NODE_DIR / "package-lock.json").read_bytes()
     d = cache_root() / "node" / hashlib.sha256(lock).hexdigest()[:16]
-    for name in ("package.json", "package-lock.json", "run_graph.mjs", "run_streaming.mjs"):
+    for name in ("package.json", "package-lock.json", "run_graph.mjs", "run_streaming.mjs", "blinks.mjs"):
         d.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(NODE_DIR / name, d / name)
     if not (d / "node_modules" / "onnxruntime-node").is_dir():
@@ -85,7 +86,8 @@ def test_node_reproduces_python_end_to_end(node_project, tmp_path_factory, tmp_p
 
 def test_node_drives_the_streaming_graph_like_python(node_project, animator, demo_audio, tmp_path):
     """Node.js runs the shipped stateful streaming graph chunk by chunk (its own state handling,
-    tests/node/run_streaming.mjs) and reproduces Python's LiveStream frames within 1e-4."""
+    tests/node/run_streaming.mjs), lays the seed's blinks over them (tests/node/blinks.mjs) and
+    reproduces Python's LiveStream frames within 1e-4."""
     from cafetalk_rt.backends.streaming_contract import KEY_STREAMING, DEFAULT_LAYOUT
     from cafetalk_rt.longform.live import LiveStream
 
@@ -102,7 +104,7 @@ def test_node_drives_the_streaming_graph_like_python(node_project, animator, dem
     from cafetalk_rt.control.emotions import emotion_index
 
     params = {"layout": json.loads(runner.metadata[KEY_STREAMING]), "emotion": emotion_index("happy"),
-              "intensity": 2.0, "guidance_scale": opts.guidance_scale}
+              "intensity": 2.0, "guidance_scale": opts.guidance_scale, "seed": opts.seed, "names": list(ARKIT_NAMES)}
     (tmp_path / "params.json").write_text(json.dumps(params))
     proc = subprocess.run(["node", "run_streaming.mjs", str(graph), *(str(tmp_path / n) for n in
                           ("audio.f32", "noise.f32", "params.json", "out.f32"))],

@@ -3,11 +3,13 @@
 //   node run_streaming.mjs MODEL.onnx AUDIO.f32 NOISE.f32 PARAMS.json OUT.f32
 // AUDIO.f32: the stream's mono 16 kHz samples (float32 little-endian).
 // NOISE.f32: x_T per frame, (frames, 52) float32: frame f's noise (frames before 0 use zeros).
-// PARAMS.json: {layout: the graph's "cafetalk.streaming" metadata, emotion, intensity, guidance_scale}.
+// PARAMS.json: {layout: the graph's "cafetalk.streaming" metadata, emotion, intensity, guidance_scale,
+//   and optionally seed + names (the 52 ARKit names in output order): the seed's blink layer, blinks.mjs}.
 // OUT.f32: the stream's frames, (round(duration * 25), 52) float32, 25 fps.
 // The state layout is in cafetalk_rt/backends/streaming_contract.py (and docs/live.md).
 import { readFileSync, writeFileSync } from "node:fs";
 import * as ort from "onnxruntime-node";
+import { BlinkTrack } from "./blinks.mjs";
 
 const [modelPath, audioPath, noisePath, paramsPath, outPath] = process.argv.slice(2);
 const C = 52;
@@ -17,7 +19,7 @@ const floats = (path) => {
 };
 const audio = floats(audioPath);
 const noise = floats(noisePath);
-const { layout, emotion, intensity, guidance_scale } = JSON.parse(readFileSync(paramsPath, "utf8"));
+const { layout, emotion, intensity, guidance_scale, seed, names } = JSON.parse(readFileSync(paramsPath, "utf8"));
 const H = layout.hop_frames, L = layout.lookahead_frames, P = layout.past_frames, E = layout.encoder_context_frames;
 const T = P + H + L, chunk = H * 640;
 const total = Math.round(audio.length / 640);
@@ -53,6 +55,18 @@ for (let n = 0; ; n++) {
   for (let k = 0; k < H; k++) {
     const f = f0 + k;
     if (f >= 0 && f < total) frames.set(out.frames.data.subarray(k * C, (k + 1) * C), f * C);
+  }
+}
+if (seed !== undefined) { // the seed's blinks over the eyes (docs/blinks.md); a live caller does this per hop
+  const b = new BlinkTrack(seed).curve(0, total, 25);
+  for (const side of ["Left", "Right"]) {
+    const [blink, wide, squint] = ["eyeBlink", "eyeWide", "eyeSquint"].map((n) => names.indexOf(n + side));
+    for (let f = 0; f < total; f++) {
+      const r = f * C;
+      frames[r + blink] = Math.min(1, Math.max(frames[r + blink], b[f]));
+      frames[r + wide] = Math.min(1, Math.max(0, frames[r + wide] * (1 - b[f])));
+      frames[r + squint] = Math.min(1, Math.max(0, frames[r + squint] * (1 - 0.5 * b[f])));
+    }
   }
 }
 const ms = performance.now() - t0;
