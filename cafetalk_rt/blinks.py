@@ -86,6 +86,8 @@ class BlinkTrack:
     def __init__(self, seed: int):
         self.seed = int(seed)
         self.blinks: list[Blink] = []
+        self._onsets: list[float] = []  # blinks[i].onset_s / .end_s, both increasing: bisect per hop,
+        self._ends: list[float] = []    # not a scan of an hour-long stream's blinks
         self._next_start = 0.2 + 2.3 * hash_uniform(self.seed, 0)
 
     def until(self, until_s: float) -> list[Blink]:
@@ -96,8 +98,10 @@ class BlinkTrack:
             blink = Blink(self._next_start, 0.04 + 0.02 * u[0], 0.13 + 0.02 * u[1], 0.07 + 0.02 * u[2],
                           0.95 + 0.05 * u[3])
             self.blinks.append(blink)
+            self._onsets.append(blink.onset_s)
+            self._ends.append(blink.end_s)
             self._next_start = blink.end_s + 1.5 + 3.5 * u[4]
-        return [b for b in self.blinks if b.onset_s < until_s]
+        return self.blinks[: bisect.bisect_left(self._onsets, until_s)]
 
     def curve(self, start_frame: int, num_frames: int, fps: float) -> np.ndarray:
         """eyeBlink on output frames ``[start_frame, start_frame + num_frames)`` at ``fps``; frame
@@ -105,9 +109,8 @@ class BlinkTrack:
         t = (np.arange(start_frame, start_frame + num_frames, dtype=np.float64) + 0.5) / fps
         out = np.zeros(num_frames)
         if num_frames:
-            blinks = self.until(float(t[-1]))
-            first = bisect.bisect_left([b.end_s for b in blinks], float(t[0]))
-            for blink in blinks[first:]:
+            stop = len(self.until(float(t[-1])))  # blinks that start by the last frame ...
+            for blink in self.blinks[bisect.bisect_left(self._ends, float(t[0])) : stop]:  # ... and end after the first
                 out = np.maximum(out, blink.curve(t))
         return out.astype(np.float32)
 
@@ -130,9 +133,15 @@ def apply_blinks(blendshapes: np.ndarray, seed: "int | BlinkTrack", fps: float, 
     if x.ndim != 2 or x.shape[1] != len(INDEX):
         raise ValueError(f"expected (T, {len(INDEX)}) blendshapes, got shape {x.shape}")
     track = seed if isinstance(seed, BlinkTrack) else BlinkTrack(seed)
-    b = track.curve(start_frame, x.shape[0], fps)
-    for side in ("Left", "Right"):
-        x[:, INDEX["eyeBlink" + side]] = np.maximum(x[:, INDEX["eyeBlink" + side]], b)
-        x[:, INDEX["eyeWide" + side]] *= 1.0 - b
-        x[:, INDEX["eyeSquint" + side]] *= 1.0 - 0.5 * b
+    lay_blink(x, track.curve(start_frame, x.shape[0], fps))
     return np.clip(x, 0.0, 1.0)
+
+
+def lay_blink(blendshapes: np.ndarray, blink: np.ndarray) -> None:
+    """In place on (T, 52) ARKit blendshapes: both eyes close with the blink curve ``blink`` (T,)
+    in [0, 1]: eyeBlinkLeft/Right = max(x, b), eyeWide ×(1 − b), eyeSquint ×(1 − b/2). Not
+    clipped. Shared by the runtime layer and the corpus generator (``train.corpus.face``)."""
+    for side in ("Left", "Right"):
+        blendshapes[:, INDEX["eyeBlink" + side]] = np.maximum(blendshapes[:, INDEX["eyeBlink" + side]], blink)
+        blendshapes[:, INDEX["eyeWide" + side]] *= 1.0 - blink
+        blendshapes[:, INDEX["eyeSquint" + side]] *= 1.0 - 0.5 * blink

@@ -15,15 +15,10 @@ from cafetalk_rt.blendshapes import INDEX, NUM_BLENDSHAPES
 from cafetalk_rt.blinks import BlinkTrack, apply_blinks, blink_curve, hash_uniform
 from cafetalk_rt.errors import InputError
 from cafetalk_rt.longform.live import LiveStream
+from train.binarize import runs as bool_runs
 
 EYES = [INDEX[n] for n in ("eyeBlinkLeft", "eyeBlinkRight", "eyeWideLeft", "eyeWideRight",
                            "eyeSquintLeft", "eyeSquintRight")]
-
-
-def _runs(level: np.ndarray, threshold: float = 0.5) -> list[tuple[int, int]]:
-    above = np.concatenate([[False], level > threshold, [False]])
-    edges = np.flatnonzero(np.diff(above.astype(np.int8)))
-    return list(zip(edges[::2], edges[1::2]))
 
 
 def test_hash_is_splitmix64():
@@ -38,7 +33,7 @@ def test_hash_is_splitmix64():
 @pytest.mark.parametrize("seed", [0, 1, 99])
 def test_blinks_close_fully_at_a_speakers_rate(seed, fps):
     curve = blink_curve(seed, 0, 120 * fps, fps)  # two minutes
-    runs = _runs(curve)
+    runs = bool_runs(curve > 0.5)
     assert 20 <= len(runs) <= 50, f"{len(runs)} blinks in 2 minutes"
     for a, b in runs:
         assert (curve[max(0, a - 1) : b + 1] >= 0.9).sum() >= 3  # ≥ 0.9 on ≥ 3 frames
@@ -76,7 +71,7 @@ def test_animation_blinks_fully_and_only_on_the_eyes(animator, demo_audio):
     with_blinks = animator.animate(demo_audio, AnimateOptions(seed=2)).blendshapes
     without = animator.animate(demo_audio, AnimateOptions(seed=2, blinks=False)).blendshapes
     level = with_blinks[:, [INDEX["eyeBlinkLeft"], INDEX["eyeBlinkRight"]]].mean(1)
-    runs = _runs(level)
+    runs = bool_runs(level > 0.5)
     assert runs, "no blink in the bundled clip"
     assert all((level[max(0, a - 1) : b + 1] >= 0.9).sum() >= 3 for a, b in runs)
     others = np.setdiff1d(np.arange(NUM_BLENDSHAPES), EYES)

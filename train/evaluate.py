@@ -19,6 +19,7 @@ from cafetalk_rt.blendshapes import INDEX, MOUTH_IDX
 from cafetalk_rt.frames import resample_sequence
 from cafetalk_rt.options import AnimateOptions
 from cafetalk_rt.pipeline import Animator
+from train.binarize import runs as bool_runs
 from train.corpus.format import load_clip, read_manifest
 
 #: The paper-style reference sampler: ancestral DDPM over all 1000 training timesteps.
@@ -82,9 +83,7 @@ def blink_stats(blendshapes: np.ndarray, fps: float, *, threshold: float = 0.5) 
     """
     eyes = blendshapes[:, [INDEX["eyeBlinkLeft"], INDEX["eyeBlinkRight"]]]
     level = eyes.mean(1)
-    above = np.concatenate([[False], level > threshold, [False]])
-    edges = np.flatnonzero(np.diff(above.astype(np.int8)))
-    runs = list(zip(edges[::2], edges[1::2]))  # [start, end) frame ranges
+    runs = bool_runs(level > threshold)  # [start, end) frame ranges
     minutes = len(level) / fps / 60.0
     if not runs:
         return {"blinks": 0, "rate_per_min": 0.0, "peak_mean": float("nan"), "duration_ms_mean": float("nan"),

@@ -57,6 +57,24 @@ export class BlinkTrack {
   }
 }
 
+// The layer on frames (Float32Array, numFrames × C, row-major) whose first row is output frame
+// startFrame at fps; names: the C ARKit names in output order. Same as cafetalk_rt.blinks.apply_blinks.
+export function applyBlinks(frames, C, names, seed, fps, startFrame = 0, track = new BlinkTrack(seed)) {
+  const n = frames.length / C;
+  const b = track.curve(startFrame, n, fps);
+  const clip = (v) => Math.min(1, Math.max(0, v));
+  for (const side of ["Left", "Right"]) {
+    const [blink, wide, squint] = ["eyeBlink", "eyeWide", "eyeSquint"].map((k) => names.indexOf(k + side));
+    for (let f = 0; f < n; f++) {
+      const r = f * C;
+      frames[r + blink] = clip(Math.max(frames[r + blink], b[f]));
+      frames[r + wide] = clip(frames[r + wide] * (1 - b[f]));
+      frames[r + squint] = clip(frames[r + squint] * (1 - 0.5 * b[f]));
+    }
+  }
+  return frames;
+}
+
 if (import.meta.url === `file://${process.argv[1]}`) {
   const req = JSON.parse(process.argv[2]);
   const track = new BlinkTrack(req.seed);

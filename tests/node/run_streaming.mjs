@@ -9,7 +9,7 @@
 // The state layout is in cafetalk_rt/backends/streaming_contract.py (and docs/live.md).
 import { readFileSync, writeFileSync } from "node:fs";
 import * as ort from "onnxruntime-node";
-import { BlinkTrack } from "./blinks.mjs";
+import { applyBlinks } from "./blinks.mjs";
 
 const [modelPath, audioPath, noisePath, paramsPath, outPath] = process.argv.slice(2);
 const C = 52;
@@ -57,18 +57,8 @@ for (let n = 0; ; n++) {
     if (f >= 0 && f < total) frames.set(out.frames.data.subarray(k * C, (k + 1) * C), f * C);
   }
 }
-if (seed !== undefined) { // the seed's blinks over the eyes (docs/blinks.md); a live caller does this per hop
-  const b = new BlinkTrack(seed).curve(0, total, 25);
-  for (const side of ["Left", "Right"]) {
-    const [blink, wide, squint] = ["eyeBlink", "eyeWide", "eyeSquint"].map((n) => names.indexOf(n + side));
-    for (let f = 0; f < total; f++) {
-      const r = f * C;
-      frames[r + blink] = Math.min(1, Math.max(frames[r + blink], b[f]));
-      frames[r + wide] = Math.min(1, Math.max(0, frames[r + wide] * (1 - b[f])));
-      frames[r + squint] = Math.min(1, Math.max(0, frames[r + squint] * (1 - 0.5 * b[f])));
-    }
-  }
-}
+// the seed's blinks over the eyes (docs/blinks.md); a live caller does this per hop with one BlinkTrack
+if (seed !== undefined) applyBlinks(frames, C, names, seed, 25);
 const ms = performance.now() - t0;
 writeFileSync(outPath, Buffer.from(frames.buffer));
 console.log(`${total} frames in ${ms.toFixed(0)} ms (${(ms / (audio.length / 16)).toFixed(3)} rtf)`);

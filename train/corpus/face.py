@@ -29,6 +29,7 @@ from functools import lru_cache
 import numpy as np
 
 from cafetalk_rt.blendshapes import ARKIT_NAMES, INDEX, MOUTH_IDX, NUM_BLENDSHAPES
+from cafetalk_rt.blinks import lay_blink
 from cafetalk_rt.frames import SAMPLE_RATE, check_fps, num_frames as _num_frames
 from train.corpus import expression
 from train.corpus.ipa import SILENCE_LABELS, arpabet_phone, to_arpabet
@@ -182,11 +183,7 @@ def face_curves(phones: list, audio: np.ndarray, fps: int, emotion: str, intensi
     out[:, INDEX["browOuterUpLeft"]] += 0.7 * brow
     out[:, INDEX["browOuterUpRight"]] += 0.7 * brow
     out += expression.gaze_drift(n, fps, rng)
-    blink = expression.blink_curve(n, fps, rng).astype(np.float32)
-    for side in ("Left", "Right"):
-        out[:, INDEX["eyeBlink" + side]] = np.maximum(out[:, INDEX["eyeBlink" + side]], blink)
-        out[:, INDEX["eyeWide" + side]] *= 1.0 - blink
-        out[:, INDEX["eyeSquint" + side]] *= 1.0 - 0.5 * blink
+    lay_blink(out, expression.blink_curve(n, fps, rng).astype(np.float32))
     return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 
