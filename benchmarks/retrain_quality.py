@@ -67,7 +67,8 @@ def _family_rows(animator, corpus: str, k: int, limit: int) -> dict:
             m = np.load(Path(corpus) / e["motion"])
             c, t = closure_rate(pred, fps, m["phones"], m["phone_start_s"], m["phone_end_s"])
             closed, total = closed + c, total + t
-            preds.append(pred), truths.append(true)
+            preds.append(pred)
+            truths.append(true)
         fps = float(fps)
         out[fam] = {"clips": len(rows), "held_out_voices": bool(unseen), "audio_s": round(sum(e["duration_s"] for e in entries), 1),
                     "voices": sorted({e["voice"] for e in entries}),
