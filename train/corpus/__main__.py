@@ -1,6 +1,7 @@
-"""``python -m train.corpus {generate,import-livelink,summary}``: build and inspect a corpus.
+"""``python -m train.corpus {generate,relabel,import-livelink,summary}``: build and inspect a corpus.
 
     python -m train.corpus generate --out data/corpus --hours 2 --seed 0 --workers 2 [--fps 25]
+    python -m train.corpus relabel data/corpus
     python -m train.corpus import-livelink take.csv take.wav --out data/corpus --emotion happy --intensity 2
     python -m train.corpus summary data/corpus
 """
@@ -27,6 +28,12 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--piper-share", type=float, default=0.5, help="fraction of clips spoken by Piper")
     g.add_argument("--kokoro-share", type=float, default=0.0,
                    help="fraction of clips spoken by Kokoro-82M (28 English voices and blends; builds its assets once)")
+    r = sub.add_parser("relabel", help="redraw generated clips' faces with phrase ends trimmed to the voice "
+                                       "(train.corpus.pauses); keeps the originals in motion_orig/")
+    r.add_argument("corpus")
+    r.add_argument("--shares", nargs="+", default=None, metavar="PIPER:KOKORO",
+                   help="the generator's --piper-share:--kokoro-share settings the corpus was made with, to "
+                        "recover face seeds of clips older than this command (default: 0.5:0.0 0.05:0.85)")
     li = sub.add_parser("import-livelink", help="add a Live Link Face capture (CSV + audio) to a corpus")
     li.add_argument("csv")
     li.add_argument("wav")
@@ -51,6 +58,14 @@ def _print_summary(stats: dict) -> None:
           f"{len(stats['test_voices_unseen_in_train'])}")
 
 
+def _share_pair(text: str) -> tuple[float, float]:
+    try:
+        piper, kokoro = (float(x) for x in text.split(":"))
+    except ValueError:
+        raise ValueError(f"--shares takes PIPER:KOKORO pairs such as 0.5:0.0, got {text!r}") from None
+    return piper, kokoro
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = _parser().parse_args(argv)
@@ -67,6 +82,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"this run: {stats['new_clips']} new clips, {stats['new_audio_s'] / 3600:.3f} h of audio in "
                   f"{stats['wall_s']:.0f} s = {stats['audio_s_per_s']} s of audio per second "
                   f"({args.workers} workers)")
+        elif args.cmd == "relabel":
+            from train.corpus.relabel import DEFAULT_SHARES, relabel
+
+            shares = DEFAULT_SHARES if args.shares is None else tuple(_share_pair(x) for x in args.shares)
+            counts = relabel(args.corpus, shares, progress=lambda i, n: print(
+                f"\r{i} / {n} clips", end="", file=sys.stderr, flush=True))
+            print(file=sys.stderr)
+            print(json.dumps(counts))
+            if counts.get("unverified"):
+                print(f"warning: {counts['unverified']} clips kept their labels: no face seed reproduces their "
+                      "stored curves (pass the generator's shares with --shares)", file=sys.stderr)
         elif args.cmd == "import-livelink":
             from train.corpus.livelink import import_livelink
 

@@ -116,15 +116,21 @@ def write_clip(root: str | Path, clip_id: str, audio: np.ndarray, blendshapes: n
         if clash:
             raise ValueError(f"extra manifest keys may not replace standard keys {sorted(clash)}")
         entry.update(extra)
-    arrays = {"blendshapes": bs, "fps": np.float32(fps), "names": np.array(ARKIT_NAMES),
-              "meta": np.array(json.dumps(entry))}
+    _atomic(audio_path, lambda p: sf.write(p, np.clip(audio, -1, 1), SAMPLE_RATE, subtype="PCM_16", format="WAV"))
+    write_motion(root, entry, bs, phones)
+    return entry
+
+
+def write_motion(root: str | Path, entry: dict, blendshapes: np.ndarray, phones: list | None = None) -> None:
+    """(Re)write the motion file of ``entry`` atomically: curves (T, 52) float32 at
+    ``entry["fps"]``, the entry as ``meta`` and the optional phones ``[(label, start_s, end_s)]``."""
+    arrays = {"blendshapes": np.asarray(blendshapes, np.float32), "fps": np.float32(entry["fps"]),
+              "names": np.array(ARKIT_NAMES), "meta": np.array(json.dumps(entry))}
     if phones:
         arrays["phones"] = np.array([p for p, _, _ in phones])
         arrays["phone_start_s"] = np.array([s for _, s, _ in phones], np.float64)
         arrays["phone_end_s"] = np.array([e for _, _, e in phones], np.float64)
-    _atomic(audio_path, lambda p: sf.write(p, np.clip(audio, -1, 1), SAMPLE_RATE, subtype="PCM_16", format="WAV"))
-    _atomic(motion_path, lambda p: np.savez_compressed(p, **arrays))
-    return entry
+    _atomic(Path(root) / entry["motion"], lambda p: np.savez_compressed(p, **arrays))
 
 
 def read_manifest(root: str | Path) -> list[dict]:

@@ -15,6 +15,8 @@ Clip ``k`` of seed ``s`` (id ``tts-s<s>-<k:06d>``) is a pure function of ``(s, k
 * emotion × intensity: the 24 combinations in a seeded random order in every block of 24 clips.
 * audio: leading / trailing digital silence of U(0.05, 0.4) / U(0.1, 0.5) s around the speech,
   so every clip starts and ends with the mouth at rest.
+* labels: phrase ends trimmed to where the voice stops (``train.corpus.pauses``) before the face
+  is drawn; the entry records ``face_seed`` and ``labels`` (see ``train.corpus.relabel``).
 * text: 1–4 sentences, added until the estimated length reaches a target drawn in
   [``min_clip_s``, ``max_clip_s``] (a clip over ``max_clip_s`` + 1.5 s drops its last sentence).
 
@@ -139,6 +141,8 @@ def plan_clip(opts: GenerateOptions, k: int) -> ClipSpec:
 def make_clip(spec: ClipSpec, out: str) -> dict:
     """Synthesize, animate and write one clip (or read its entry back if it already exists)."""
     from train.corpus.face import face_curves
+    from train.corpus.pauses import trim_phrase_ends
+    from train.corpus.relabel import LABELS
     from train.corpus.tts import emotion_prosody, pad_silence, synthesize
 
     if fmt.clip_exists(out, spec.id):
@@ -153,12 +157,13 @@ def make_clip(spec: ClipSpec, out: str) -> dict:
         sids.pop()
     pad = np.random.default_rng([spec.seed, 4]).uniform((0.05, 0.1), (0.4, 0.5))
     speech = pad_silence(speech, float(pad[0]), float(pad[1]))
-    bs = face_curves(speech.phones, speech.audio, spec.fps, spec.emotion, spec.intensity,
+    phones = trim_phrase_ends(speech.phones, speech.audio)
+    bs = face_curves(phones, speech.audio, spec.fps, spec.emotion, spec.intensity,
                      np.random.default_rng([spec.seed, 3]))
     return fmt.write_clip(out, spec.id, speech.audio, bs, spec.fps, emotion=spec.emotion,
                           intensity=spec.intensity, voice=spec.voice, sentence_id=sids[0], text=text,
-                          split=spec.split, source="tts", phones=speech.phones,
-                          extra={"sentence_ids": sids})
+                          split=spec.split, source="tts", phones=phones,
+                          extra={"sentence_ids": sids, "face_seed": spec.seed, "labels": LABELS})
 
 
 def _make(args: tuple[ClipSpec, str]) -> tuple[dict, bool]:
