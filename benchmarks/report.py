@@ -46,8 +46,13 @@ def cpu_device() -> tuple[str, str]:
 
 def write_result(result: dict, name: str, out: str | None = None) -> Path:
     """Write a benchmark's ``result`` (with a ``date``) as JSON to ``out``, or to
-    ``results/<name>-<date>.json``; prints and returns the path."""
+    ``results/<name>-<date>.json`` (``-2``, ``-3``, … when that day's file exists: an earlier
+    result is never overwritten unless ``out`` names it); prints and returns the path."""
     path = Path(out) if out else RESULTS_DIR / f"{name}-{result['date']}.json"
+    n = 1
+    while not out and path.exists():
+        n += 1
+        path = RESULTS_DIR / f"{name}-{result['date']}-{n}.json"
     path.write_text(json.dumps(result, indent=1) + "\n")
     print(f"written {path}")
     return path

@@ -137,3 +137,15 @@ def test_peaks_fall_back_to_fp32_and_work_with_one_precision():
     assert Peaks({"fp32": 5e13}).matmul("fp16") == 5e13
     with pytest.raises(KeyError, match="fp16"):
         Peaks({}).matmul("fp16")
+
+
+def test_write_result_never_overwrites_an_earlier_result(tmp_path, monkeypatch):
+    from benchmarks import report
+
+    monkeypatch.setattr(report, "RESULTS_DIR", tmp_path)
+    first = report.write_result({"date": "2026-12-08", "v": 1}, "x")
+    second = report.write_result({"date": "2026-12-08", "v": 2}, "x")
+    assert (first.name, second.name) == ("x-2026-12-08.json", "x-2026-12-08-2.json")
+    assert json.loads(first.read_text())["v"] == 1 and json.loads(second.read_text())["v"] == 2
+    named = report.write_result({"date": "2026-12-08", "v": 3}, "x", str(first))  # asked for: replaced
+    assert named == first and json.loads(first.read_text())["v"] == 3
