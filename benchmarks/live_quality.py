@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -22,6 +23,7 @@ import numpy as np
 from benchmarks.report import write_result
 
 LOOKAHEADS_S = (0.04, 0.08, 0.16, 0.32)
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _animate_all(animator, clips, options, live) -> dict[str, np.ndarray]:
@@ -74,10 +76,16 @@ def _lipsync(devset: Path, animations: dict[str, np.ndarray], fps: float) -> dic
     with tempfile.TemporaryDirectory() as d:
         for name, blend in animations.items():
             save_animation(Path(d) / f"{name}.npz", blend, fps)
+        # the scorer imports train.corpus.face for oracle_jaw: give it this repo whatever the install
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
         proc = subprocess.run([sys.executable, str(devset / "lipsync_eval.py"), d], capture_output=True, text=True,
-                              check=True)
+                              check=True, env=env)
     line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("POOLED"))
-    return json.loads(line.split(" ", 1)[1])
+    pooled = json.loads(line.split(" ", 1)[1])
+    if "oracle_jaw" not in pooled:
+        print(f"warning: {devset / 'lipsync_eval.py'} gave no oracle_jaw: it could not import train.corpus.face "
+              "(install the [train] extra)", file=sys.stderr)
+    return pooled
 
 
 def _vs_offline(live: dict[str, np.ndarray], offline: dict[str, np.ndarray]) -> dict:
