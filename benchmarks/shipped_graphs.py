@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.report import RESULTS_DIR
+from benchmarks.report import write_result
 from cafetalk_rt.backends.contract import graph_filename
 from cafetalk_rt.model_files import DEMO_CLIP, SHIPPED_GRAPHS_DIR
 from cafetalk_rt.options import DEFAULT_NUM_INFERENCE_STEPS
@@ -135,10 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         "shipped": {k: v for k, v in shipped.items() if k not in ("features", "blendshapes")} | {
             "bytes_on_disk": _bytes(SHIPPED_GRAPHS_DIR, True)},
     }
-    out = Path(args.out) if args.out else RESULTS_DIR / f"shipped-graphs-cpu-{result['date']}.json"
-    out.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps({k: result[k] for k in ("max_abs_diff", "reference", "shipped")}, indent=1))
-    print(f"written {out}")
+    write_result(result, "shipped-graphs-cpu", args.out)
     return 0
 
 
