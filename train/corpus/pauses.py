@@ -13,8 +13,8 @@ Rule (:func:`trim_phrase_ends`): the voice is active in 10 ms frames whose RMS l
 :data:`FLOOR_DB` of the clip's speech level (the 95th percentile of frame levels). For each
 phrase end, a spoken phone followed by a pause (``"_"``) or the clip end, the phrase's spoken
 phones keep their times up to ``last active frame + KEEP_S``; the phones that reach past it are
-compressed into the time left (proportionally, each at least :data:`MIN_PHONE_S`) and the rest
-becomes pause. Phrase starts are left alone: there the engines' onsets match the audio (median
+compressed into the time left (proportionally; the end moves no earlier than
+:data:`MIN_PHONE_S` per compressed phone) and the rest becomes pause. Phrase starts are left alone: there the engines' onsets match the audio (median
 0–10 ms).
 """
 from __future__ import annotations
@@ -28,7 +28,8 @@ from cafetalk_rt.frames import SAMPLE_RATE
 FLOOR_DB = 45.0
 #: Time kept after the last active frame (seconds): the lips close as the sound stops.
 KEEP_S = 0.02
-#: Shortest phone left by compression (seconds).
+#: Time left per compressed phone at the least (seconds): the new phrase end is never earlier
+#: than the first compressed phone's start plus this times the number of compressed phones.
 MIN_PHONE_S = 0.02
 _HOP_S = 0.01
 PAUSE = "_"

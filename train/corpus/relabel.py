@@ -10,7 +10,8 @@ plan whose voice, emotion, intensity and split match the entry; the face redrawn
 phones must then equal the stored curves (within :data:`VERIFY_ATOL`, the 16-bit audio moves the
 brows a little), or the clip is left alone and counted as unverified.
 
-The first relabel keeps each original motion file as ``motion_orig/<id>.npz``; nothing is lost.
+The first relabel keeps each original motion file whose curves change as ``motion_orig/<id>.npz``;
+nothing is lost.
 Entries get ``face_seed`` and ``labels: "trimmed-phrase-ends"``; relabelling again is a no-op.
 """
 from __future__ import annotations
@@ -80,12 +81,15 @@ def relabel_clip(root: str | Path, entry: dict, shares=DEFAULT_SHARES) -> tuple[
         return entry, "unverified"
     trimmed = trim_phrase_ends(phones, audio)
     new = {**entry, "face_seed": seed, "labels": LABELS}
+    if trimmed == phones:  # same curves: only the entry stored in the motion file gains the new keys
+        write_motion(root, new, stored, phones)
+        return new, "unchanged"
     backup = root / "motion_orig" / Path(entry["motion"]).name
     if not backup.exists():
         backup.parent.mkdir(exist_ok=True)
         shutil.copy2(root / entry["motion"], backup)
-    write_motion(root, new, draw(trimmed) if trimmed != phones else stored, trimmed)
-    return new, "relabelled" if trimmed != phones else "unchanged"
+    write_motion(root, new, draw(trimmed), trimmed)
+    return new, "relabelled"
 
 
 def relabel(root: str | Path, shares=DEFAULT_SHARES, progress=None) -> dict[str, int]:
